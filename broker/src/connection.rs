@@ -1,0 +1,501 @@
+//! One device connection, from the TLS handshake to the last packet.
+//!
+//! `handle` runs the handshake and CONNECT under timeouts, checks who the client is, builds a
+//! rumqttd link with `tenant_id = user` on the user's partition, and then `Session::run`
+//! shuttles packets between the socket and the router, enforcing the topic rules on the way in.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rumqttd::local::{LinkRx, LinkTx};
+use rumqttd::protocol::{
+    ConnAck, Connect, ConnectReturnCode, Disconnect, DisconnectReasonCode, LastWill, Login, Packet,
+    Publish, SubAck, Subscribe, SubscribeReasonCode,
+};
+use rumqttd::Notification;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::{timeout, Instant};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info};
+
+use crate::codec::{write_all, Codec, FrameError, Version};
+use crate::identity::{self, PeerIdentity};
+use crate::rules::{filter_allowed, topic_allowed, valid_id};
+use crate::server::{ConnectionEvent, DisconnectReason, Shared};
+
+/// Most router notifications written to the socket in one batch.
+const WRITE_BATCH: usize = 64;
+
+/// How the client proves who it is.
+enum Credentials {
+    /// A verified client certificate (TLS listener).
+    Certificate(PeerIdentity),
+    /// Username and session token in CONNECT (plaintext development listener).
+    Login,
+}
+
+/// Runs one accepted socket to its end.
+pub(crate) async fn handle(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+) {
+    let Some(acceptor) = tls else {
+        return session(shared, stream, Credentials::Login, peer).await;
+    };
+    let handshake_timeout = Duration::from_millis(shared.cfg.handshake_timeout_ms);
+    let stream = match timeout(handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => return debug!(%peer, "TLS handshake timed out"),
+    };
+    let identity = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .and_then(|cert| identity::from_certificate(cert.as_ref()));
+    match identity {
+        Some(id) if valid_id(&id.user) && valid_id(&id.device) => {
+            session(shared, stream, Credentials::Certificate(id), peer).await
+        }
+        _ => debug!(%peer, "client certificate names no valid user (O) and device (CN)"),
+    }
+}
+
+/// CONNECT, authentication, link, then the packet pump.
+async fn session<S>(shared: &Arc<Shared>, stream: S, creds: Credentials, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut codec = Codec::new(shared.cfg.max_packet_size);
+    let mut shutdown = shared.shutdown.clone();
+    let connect_timeout = Duration::from_millis(shared.cfg.connect_timeout_ms);
+    let first = tokio::select! {
+        r = timeout(connect_timeout, codec.read_connect(&mut rd)) => r,
+        _ = shutdown.changed() => return,
+    };
+    let packet = match first {
+        Ok(Ok(packet)) => packet,
+        Ok(Err(e)) => return debug!(%peer, error = %e, "no valid CONNECT"),
+        Err(_) => return debug!(%peer, "CONNECT timed out"),
+    };
+    let Packet::Connect(connect, _props, will, _will_props, login) = packet else {
+        return;
+    };
+    let (user, device) = match authenticate(shared, &connect, login.as_ref(), creds) {
+        Ok(who) => who,
+        Err(code) => return refuse(&codec, &mut wr, code, peer).await,
+    };
+    if let Some(will) = &will {
+        let ok = std::str::from_utf8(&will.topic).is_ok_and(|t| topic_allowed(&user, t));
+        if !ok {
+            debug!(%peer, user, device, "Last Will outside the user's prefix");
+            return refuse(&codec, &mut wr, ConnectReturnCode::NotAuthorized, peer).await;
+        }
+    }
+    let (link_tx, link_rx) = match build_link(shared, &user, &device).await {
+        Some(link) => link,
+        None => return refuse(&codec, &mut wr, ConnectReturnCode::ServiceUnavailable, peer).await,
+    };
+    let connack = Packet::ConnAck(
+        ConnAck {
+            session_present: false,
+            code: ConnectReturnCode::Success,
+        },
+        None,
+    );
+    let mut scratch = BytesMut::with_capacity(4096);
+    if write_all(&codec, &mut wr, [connack], &mut scratch)
+        .await
+        .is_err()
+    {
+        // The router holds a link for a client that is already gone: release it.
+        let mut tx = link_tx;
+        let _ = tx.send(disconnect_packet()).await;
+        return;
+    }
+
+    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let kick = Arc::new(Notify::new());
+    shared.registry.insert(&user, &device, conn, kick.clone());
+    shared.linked.fetch_add(1, Ordering::AcqRel);
+    let _ = shared.events.send(ConnectionEvent::Connected {
+        user: user.clone(),
+        device: device.clone(),
+        conn,
+    });
+    info!(user, device, conn, %peer, version = ?codec.version(), "connected");
+
+    let keep_alive = match connect.keep_alive {
+        0 => shared.cfg.max_keep_alive_secs,
+        k => k.min(shared.cfg.max_keep_alive_secs),
+    };
+    let mut s = Session {
+        codec,
+        rd,
+        wr,
+        scratch,
+        link_tx,
+        link_rx,
+        link_alive: true,
+        user: user.clone(),
+        pending_subacks: HashMap::new(),
+        idle: Duration::from_millis(u64::from(keep_alive) * 1500),
+    };
+    let reason = s.run(&kick, &mut shutdown).await;
+    s.finish(reason, will).await;
+
+    shared.registry.remove(&user, &device, conn);
+    shared.linked.fetch_sub(1, Ordering::AcqRel);
+    let _ = shared.events.send(ConnectionEvent::Disconnected {
+        user: user.clone(),
+        device: device.clone(),
+        conn,
+        reason,
+    });
+    info!(user, device, conn, ?reason, "disconnected");
+}
+
+/// Decides the (user, device) of a connection, or the CONNACK code that refuses it.
+fn authenticate(
+    shared: &Shared,
+    connect: &Connect,
+    login: Option<&Login>,
+    creds: Credentials,
+) -> Result<(String, String), ConnectReturnCode> {
+    let (user, device) = match creds {
+        Credentials::Certificate(id) => {
+            // The client id must be the certificate's device (an empty one means "the same").
+            if !connect.client_id.is_empty() && connect.client_id != id.device {
+                return Err(ConnectReturnCode::ClientIdentifierNotValid);
+            }
+            (id.user, id.device)
+        }
+        Credentials::Login => {
+            let login = login.ok_or(ConnectReturnCode::BadUserNamePassword)?;
+            if !valid_id(&connect.client_id) {
+                return Err(ConnectReturnCode::ClientIdentifierNotValid);
+            }
+            if !valid_id(&login.username) || !shared.auth.login(&login.username, &login.password) {
+                return Err(ConnectReturnCode::BadUserNamePassword);
+            }
+            (login.username.clone(), connect.client_id.clone())
+        }
+    };
+    if !shared.auth.device_allowed(&user, &device) {
+        return Err(ConnectReturnCode::NotAuthorized);
+    }
+    Ok((user, device))
+}
+
+/// Builds the rumqttd link off the runtime (`LinkBuilder::build` blocks on the router).
+async fn build_link(shared: &Arc<Shared>, user: &str, device: &str) -> Option<(LinkTx, LinkRx)> {
+    let partition = shared.routers.partition_of(user);
+    let (shared, user, device) = (shared.clone(), user.to_owned(), device.to_owned());
+    let built = tokio::task::spawn_blocking(move || {
+        shared.routers.build_link(partition, &device, Some(user))
+    })
+    .await;
+    match built {
+        Ok(Ok(link)) => Some(link),
+        Ok(Err(e)) => {
+            debug!(error = %e, "router refused the link");
+            None
+        }
+        Err(e) => {
+            debug!(error = %e, "link task failed");
+            None
+        }
+    }
+}
+
+/// Answers CONNECT with a refusal and closes.
+async fn refuse<W: AsyncWrite + Unpin>(
+    codec: &Codec,
+    wr: &mut W,
+    code: ConnectReturnCode,
+    peer: SocketAddr,
+) {
+    debug!(%peer, ?code, "connection refused");
+    let connack = Packet::ConnAck(
+        ConnAck {
+            session_present: false,
+            code,
+        },
+        None,
+    );
+    let mut scratch = BytesMut::new();
+    let _ = write_all(codec, wr, [connack], &mut scratch).await;
+    let _ = wr.shutdown().await;
+}
+
+fn disconnect_packet() -> Packet {
+    Packet::Disconnect(
+        Disconnect {
+            reason_code: DisconnectReasonCode::NormalDisconnection,
+        },
+        None,
+    )
+}
+
+/// A linked connection.
+struct Session<S> {
+    codec: Codec,
+    rd: ReadHalf<S>,
+    wr: WriteHalf<S>,
+    scratch: BytesMut,
+    link_tx: LinkTx,
+    link_rx: LinkRx,
+    /// False once the router dropped the link (e.g. a newer connection took the client id).
+    link_alive: bool,
+    user: String,
+    /// SUBSCRIBEs of which only some filters were allowed: pkid -> allowed flag per filter, to
+    /// merge the router's SUBACK with our refusals.
+    pending_subacks: HashMap<u16, Vec<bool>>,
+    /// Silence after which the connection is considered dead (1.5 x keep-alive).
+    idle: Duration,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    async fn run(
+        &mut self,
+        kick: &Notify,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> DisconnectReason {
+        let mut deadline = Instant::now() + self.idle;
+        loop {
+            tokio::select! {
+                _ = kick.notified() => return DisconnectReason::Kicked,
+                _ = shutdown.changed() => return DisconnectReason::Shutdown,
+                _ = tokio::time::sleep_until(deadline) => return DisconnectReason::KeepAliveTimeout,
+                read = self.codec.fill(&mut self.rd) => {
+                    match read {
+                        Ok(()) => deadline = Instant::now() + self.idle,
+                        Err(FrameError::Closed) => return DisconnectReason::Lost,
+                        Err(e) => {
+                            debug!(user = self.user, error = %e, "read failed");
+                            return DisconnectReason::Lost;
+                        }
+                    }
+                    if let Err(reason) = self.handle_client_bytes().await {
+                        return reason;
+                    }
+                }
+                note = self.link_rx.next() => {
+                    match note {
+                        Ok(note) => {
+                            if let Err(reason) = self.forward_to_client(note).await {
+                                return reason;
+                            }
+                        }
+                        Err(_) => {
+                            self.link_alive = false;
+                            return DisconnectReason::Kicked;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decodes every whole packet in the read buffer, checks it, and passes it to the router.
+    async fn handle_client_bytes(&mut self) -> Result<(), DisconnectReason> {
+        let mut to_router = Vec::new();
+        let mut to_client = Vec::new();
+        let mut ended = None;
+        loop {
+            let packet = match self.codec.decode() {
+                Ok(Some(packet)) => packet,
+                Ok(None) => break,
+                Err(e) => {
+                    debug!(user = self.user, error = %e, "malformed packet");
+                    return Err(DisconnectReason::Violation);
+                }
+            };
+            match packet {
+                Packet::Publish(publish, props) => {
+                    if !self.publish_allowed(&publish) {
+                        return Err(DisconnectReason::Violation);
+                    }
+                    to_router.push(Packet::Publish(publish, props));
+                }
+                Packet::Subscribe(sub, props) => match self.check_subscribe(sub) {
+                    Ok(sub) => to_router.push(Packet::Subscribe(sub, props)),
+                    Err(suback) => to_client.push(Packet::SubAck(suback, None)),
+                },
+                p @ (Packet::Unsubscribe(..)
+                | Packet::PubAck(..)
+                | Packet::PubRec(..)
+                | Packet::PubRel(..)
+                | Packet::PubComp(..)
+                | Packet::PingReq(..)) => to_router.push(p),
+                Packet::Disconnect(..) => {
+                    ended = Some(DisconnectReason::Clean);
+                    break;
+                }
+                other => {
+                    debug!(user = self.user, packet = ?other, "unexpected packet from client");
+                    return Err(DisconnectReason::Violation);
+                }
+            }
+        }
+        if !to_client.is_empty() {
+            write_all(&self.codec, &mut self.wr, to_client, &mut self.scratch)
+                .await
+                .map_err(|_| DisconnectReason::Lost)?;
+        }
+        if let Some(last) = to_router.pop() {
+            self.link_tx.buffer().extend(to_router);
+            if self.link_tx.send(last).await.is_err() {
+                self.link_alive = false;
+                return Err(DisconnectReason::Kicked);
+            }
+        }
+        ended.map_or(Ok(()), Err)
+    }
+
+    fn publish_allowed(&self, publish: &Publish) -> bool {
+        let ok = std::str::from_utf8(&publish.topic).is_ok_and(|t| topic_allowed(&self.user, t));
+        if !ok {
+            debug!(
+                user = self.user,
+                topic = %String::from_utf8_lossy(&publish.topic),
+                "publish outside the user's prefix; closing"
+            );
+        }
+        ok
+    }
+
+    /// Keeps the allowed filters of a SUBSCRIBE. `Err` is the SUBACK to send at once when no
+    /// filter is allowed.
+    fn check_subscribe(&mut self, mut sub: Subscribe) -> Result<Subscribe, SubAck> {
+        let allowed: Vec<bool> = sub
+            .filters
+            .iter()
+            .map(|f| filter_allowed(&self.user, &f.path))
+            .collect();
+        if allowed.iter().all(|a| *a) {
+            return Ok(sub);
+        }
+        debug!(user = self.user, filters = ?sub.filters.iter().map(|f| &f.path).collect::<Vec<_>>(), "subscription refused");
+        if !allowed.iter().any(|a| *a) {
+            return Err(SubAck {
+                pkid: sub.pkid,
+                return_codes: vec![self.refused_code(); allowed.len()],
+            });
+        }
+        let mut flags = allowed.iter();
+        sub.filters
+            .retain(|_| flags.next().copied().unwrap_or(false));
+        self.pending_subacks.insert(sub.pkid, allowed);
+        Ok(sub)
+    }
+
+    fn refused_code(&self) -> SubscribeReasonCode {
+        match self.codec.version() {
+            Version::V4 => SubscribeReasonCode::Failure,
+            Version::V5 => SubscribeReasonCode::NotAuthorized,
+        }
+    }
+
+    /// Writes one router notification, and any others already waiting, to the socket.
+    async fn forward_to_client(
+        &mut self,
+        first: Option<Notification>,
+    ) -> Result<(), DisconnectReason> {
+        let mut packets = Vec::new();
+        let mut unscheduled = false;
+        let mut next = first;
+        for _ in 0..WRITE_BATCH {
+            match next.and_then(Option::<Packet>::from) {
+                Some(packet) => packets.push(self.merge_suback(packet)),
+                None => unscheduled = true,
+            }
+            match poll_once(self.link_rx.next()) {
+                Some(Ok(n)) => next = n,
+                Some(Err(_)) => {
+                    self.link_alive = false;
+                    break;
+                }
+                None => break,
+            }
+        }
+        write_all(&self.codec, &mut self.wr, packets, &mut self.scratch)
+            .await
+            .map_err(|_| DisconnectReason::Lost)?;
+        if !self.link_alive {
+            return Err(DisconnectReason::Kicked);
+        }
+        if unscheduled && self.link_rx.wake().await.is_err() {
+            self.link_alive = false;
+            return Err(DisconnectReason::Kicked);
+        }
+        Ok(())
+    }
+
+    /// Puts our refusals back into a SUBACK for a partly allowed SUBSCRIBE.
+    fn merge_suback(&mut self, packet: Packet) -> Packet {
+        let Packet::SubAck(mut suback, props) = packet else {
+            return packet;
+        };
+        if let Some(allowed) = self.pending_subacks.remove(&suback.pkid) {
+            let refused = self.refused_code();
+            let mut granted = suback.return_codes.into_iter();
+            suback.return_codes = allowed
+                .iter()
+                .map(|ok| match ok {
+                    true => granted.next().unwrap_or(refused),
+                    false => refused,
+                })
+                .collect();
+        }
+        Packet::SubAck(suback, props)
+    }
+
+    /// Publishes the Last Will unless the client said DISCONNECT, releases the router link,
+    /// and tells a v5 client why the server closed.
+    async fn finish(&mut self, reason: DisconnectReason, will: Option<LastWill>) {
+        if self.link_alive {
+            if let (Some(will), false) = (will, reason == DisconnectReason::Clean) {
+                // Checked against the prefix at CONNECT. Sent at QoS 0 on the in-process link.
+                let publish = Publish::new(will.topic, will.message, false);
+                let _ = self.link_tx.send(Packet::Publish(publish, None)).await;
+            }
+            let _ = self.link_tx.send(disconnect_packet()).await;
+        }
+        if self.codec.version() == Version::V5 {
+            let code = match reason {
+                DisconnectReason::Kicked => Some(DisconnectReasonCode::AdministrativeAction),
+                DisconnectReason::Shutdown => Some(DisconnectReasonCode::ServerShuttingDown),
+                DisconnectReason::KeepAliveTimeout => Some(DisconnectReasonCode::KeepAliveTimeout),
+                DisconnectReason::Violation => Some(DisconnectReasonCode::NotAuthorized),
+                DisconnectReason::Clean | DisconnectReason::Lost => None,
+            };
+            if let Some(reason_code) = code {
+                let packet = Packet::Disconnect(Disconnect { reason_code }, None);
+                let _ = write_all(&self.codec, &mut self.wr, [packet], &mut self.scratch).await;
+            }
+        }
+        let _ = self.wr.shutdown().await;
+    }
+}
+
+/// Polls a future once: `Some` if it was ready at once. Used to drain notifications the router
+/// has already queued without waiting for more.
+fn poll_once<F: std::future::Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
+    }
+}

@@ -1,0 +1,108 @@
+//! `[store]` section of the node configuration.
+
+use serde::{Deserialize, Serialize};
+
+use crate::StoreError;
+
+/// Largest accepted number of message shards.
+pub const MAX_SHARDS: usize = 1024;
+/// Largest accepted group-commit interval (10 s).
+pub const MAX_FLUSH_EVERY_MS: u64 = 10_000;
+/// Largest accepted session lifetime (10 years).
+pub const MAX_SESSION_TTL_SECS: u64 = 10 * 365 * 24 * 60 * 60;
+
+/// `[store]` section of the node config.
+///
+/// Every field has a default (`#[serde(default)]`), so an empty section is
+/// valid. Unknown keys are rejected so that a typo in a security setting
+/// (e.g. `password_memory_kb`) does not silently fall back to the default.
+/// Call [`StoreConfig::validate`] (done by [`crate::Store::open`]) before use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Number of message shards (trees `msg.{shard}` etc., used by the
+    /// messaging layer), 1..=1024. Default 16. Recorded in the database on
+    /// first open; reopening with a different value is refused because
+    /// messages are placed by shard.
+    pub shards: usize,
+    /// Group-commit interval of the messaging layer's single flusher, in
+    /// milliseconds, 1..=10000. Default 2. Account writes (users, sessions,
+    /// devices) do not use it: they flush synchronously.
+    pub flush_every_ms: u64,
+    /// Size of sled's page cache in MiB, at least 1. Default 256.
+    pub cache_capacity_mb: u64,
+    /// Argon2id memory cost (`m_cost`) in KiB for password hashes, at least 8.
+    /// Default 19456 (19 MiB, OWASP recommendation). Tests lower it.
+    pub password_memory_kib: u32,
+    /// Argon2id iteration count (`t_cost`), at least 1. Default 2.
+    pub password_iterations: u32,
+    /// Lifetime of a login session in seconds, 1..=10 years. Default 30 days.
+    pub session_ttl_secs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            shards: 16,
+            flush_every_ms: 2,
+            cache_capacity_mb: 256,
+            password_memory_kib: 19_456,
+            password_iterations: 2,
+            session_ttl_secs: 30 * 24 * 60 * 60,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Checks every field's range, including that the argon2 parameters are
+    /// accepted by the argon2 crate. Returns [`StoreError::Config`] naming the
+    /// offending field.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        if !(1..=MAX_SHARDS).contains(&self.shards) {
+            return Err(cfg_err(format!(
+                "shards must be in 1..={MAX_SHARDS}, got {}",
+                self.shards
+            )));
+        }
+        if !(1..=MAX_FLUSH_EVERY_MS).contains(&self.flush_every_ms) {
+            return Err(cfg_err(format!(
+                "flush_every_ms must be in 1..={MAX_FLUSH_EVERY_MS}, got {}",
+                self.flush_every_ms
+            )));
+        }
+        if self.cache_capacity_mb == 0 || self.cache_capacity_mb.checked_mul(1 << 20).is_none() {
+            return Err(cfg_err(format!(
+                "cache_capacity_mb must be at least 1 and fit in bytes, got {}",
+                self.cache_capacity_mb
+            )));
+        }
+        if !(1..=MAX_SESSION_TTL_SECS).contains(&self.session_ttl_secs) {
+            return Err(cfg_err(format!(
+                "session_ttl_secs must be in 1..={MAX_SESSION_TTL_SECS}, got {}",
+                self.session_ttl_secs
+            )));
+        }
+        self.argon2_params().map(|_| ())
+    }
+
+    /// Cache capacity in bytes (saturating; `validate` rejects overflow).
+    pub(crate) fn cache_capacity_bytes(&self) -> u64 {
+        self.cache_capacity_mb.saturating_mul(1 << 20)
+    }
+
+    /// Argon2id parameters built from this config (one lane).
+    pub(crate) fn argon2_params(&self) -> Result<argon2::Params, StoreError> {
+        argon2::Params::new(self.password_memory_kib, self.password_iterations, 1, None).map_err(
+            |e| {
+                cfg_err(format!(
+                    "password_memory_kib={} / password_iterations={} rejected by argon2: {e}",
+                    self.password_memory_kib, self.password_iterations
+                ))
+            },
+        )
+    }
+}
+
+fn cfg_err(msg: String) -> StoreError {
+    StoreError::Config(msg)
+}

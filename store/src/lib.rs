@@ -1,0 +1,310 @@
+//! `chat-store`: the chatd node's durable state, kept in one embedded
+//! [sled](https://docs.rs/sled/0.34.7) database.
+//!
+//! Today it holds accounts: users (with argon2id password hashes), login
+//! sessions and enrolled devices. The messaging layer adds messages, inboxes,
+//! receipts and idempotency keys in `N` shards, as further trees of the same
+//! [`sled::Db`] (reach it through [`Store::db`] or [`Store::shard_tree`]).
+//!
+//! # Entry point
+//!
+//! [`Store::open`] (`DATA_DIR/db`, [`StoreConfig`]) validates the config,
+//! opens the database and its trees and returns a [`Store`]: a cheap,
+//! cloneable (`Arc` inside), `Send + Sync` handle. Open it once per process
+//! (sled locks the directory) and clone the handle.
+//!
+//! The API is synchronous and blocking. [`Store::create_user`] and
+//! [`Store::verify_password`] run argon2id (tens of milliseconds of CPU and
+//! ~19 MiB of memory with the default parameters); every write that returns
+//! `Ok` has been flushed to disk. Async callers should therefore run these
+//! calls inside `tokio::task::spawn_blocking`. [`Store::device_active`] and
+//! [`Store::check_session`] never hash passwords and are read-mostly.
+//!
+//! # Durability
+//!
+//! Account writes (users, sessions, devices) are low-rate: each one that
+//! reports success to its caller is followed by a synchronous `db.flush()`.
+//! Housekeeping deletions (expired sessions) are not flushed; sled's own
+//! background flusher (default every 500 ms) persists them, and if they are
+//! lost in a crash they are simply deleted again.
+//! The messaging layer must use a single group-commit flusher
+//! ([`StoreConfig::flush_every_ms`]): with sled 0.34.7, `flush_async` called
+//! from several tasks at once can deadlock.
+//!
+//! # Layout (files)
+//!
+//! - `lib.rs`: this overview, [`Store`] (open, trees, flush, meta check), [`valid_id`]
+//! - `config.rs`: [`StoreConfig`] and its validation
+//! - `error.rs`: [`StoreError`]
+//! - `codec.rs`: key building and JSON value (de)serialisation
+//! - `users.rs`: users and passwords (argon2id)
+//! - `sessions.rs`: login sessions (hashed tokens, per-user index)
+//! - `devices.rs`: device enrolment and revocation
+//! - `tests/`: unit tests (compiled only for `cargo test`)
+//!
+//! # Schema
+//!
+//! Ids (`user_id`, `device_id`) match [`valid_id`]: 1..=32 chars of `[a-z0-9]`.
+//! `0x00` below is a literal separator byte; it cannot occur in an id, so a
+//! prefix scan for `"ab" 0x00` never returns keys of user `"abc"`. Times are
+//! unix seconds. Values are JSON (`serde_json`) unless marked "fixed".
+//!
+//! | tree | key | value |
+//! |------|-----|-------|
+//! | `meta` | `b"schema_version"` | fixed: `u32` big-endian, currently `1` |
+//! | `meta` | `b"shards"` | fixed: `u32` big-endian, [`StoreConfig::shards`] at creation |
+//! | `users` | `user_id` | JSON `{user_id, created_at, disabled, password_hash}`; `password_hash` is an argon2id PHC string (random 16-byte salt) |
+//! | `sessions` | `sha256(token bytes)` (32 bytes) | JSON `{user_id, created_at, expires_at}` |
+//! | `user_sessions` | `user_id 0x00 sha256(token bytes)` | empty; index for [`Store::revoke_user_sessions`] |
+//! | `devices` | `user_id 0x00 device_id` | JSON [`DeviceRecord`] `{user_id, device_id, created_at, cert_serial, cert_expires_at, revoked_at}` |
+//! | `msg.{shard}`, `inbox.{shard}`, `receipt.{shard}`, `idem.{shard}` | reserved for the messaging layer, `shard` in `0..shards` | owned by that layer |
+//!
+//! Notes:
+//! - A session token is 32 random bytes shown to the client as 64 lowercase
+//!   hex chars. Only its SHA-256 (of the 32 raw bytes) is stored, so a leaked
+//!   database reveals no usable token.
+//! - `user_sessions` is written before the session and removed after it, so a
+//!   crash can leave only a harmless dangling index entry, never a session
+//!   that [`Store::revoke_user_sessions`] cannot find.
+//! - A revoked device keeps its record with `revoked_at` set; the id is retired
+//!   for good ([`StoreError::DeviceRevoked`] on re-enrolment).
+//! - `meta.shards` is written on first open; opening with a different
+//!   `shards` value fails with [`StoreError::Config`], because messages are
+//!   placed by shard.
+//! - sled's default tree (`Db` itself) is unused.
+
+mod codec;
+mod config;
+mod devices;
+mod error;
+mod sessions;
+mod users;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use config::{StoreConfig, MAX_FLUSH_EVERY_MS, MAX_SESSION_TTL_SECS, MAX_SHARDS};
+pub use devices::{DeviceRecord, MAX_CERT_SERIAL_LEN};
+pub use error::StoreError;
+pub use sessions::{Session, TOKEN_HEX_LEN};
+pub use users::{UserRecord, PASSWORD_MAX_LEN, PASSWORD_MIN_LEN};
+
+/// Version of the on-disk schema described in the crate docs.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Name of the `meta` tree (schema version, shard count).
+pub const TREE_META: &str = "meta";
+/// Name of the `users` tree.
+pub const TREE_USERS: &str = "users";
+/// Name of the `sessions` tree.
+pub const TREE_SESSIONS: &str = "sessions";
+/// Name of the `user_sessions` index tree.
+pub const TREE_USER_SESSIONS: &str = "user_sessions";
+/// Name of the `devices` tree.
+pub const TREE_DEVICES: &str = "devices";
+
+/// Longest id accepted by [`valid_id`].
+pub const MAX_ID_LEN: usize = 32;
+
+const META_SCHEMA_VERSION: &[u8] = b"schema_version";
+const META_SHARDS: &[u8] = b"shards";
+
+/// Source of "now" in unix seconds. [`Store::open`] uses the system clock;
+/// [`Store::open_with_clock`] lets tests move time forward.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Returns true if `s` is a valid id: 1..=32 chars of `[a-z0-9]`.
+/// `user_id`, `device_id` and `group_id` share this rule.
+pub fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_ID_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// Handle to the node's database. Cheap to clone; all clones share one
+/// `sled::Db`. See the crate docs for the schema and the blocking caveat.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    users: sled::Tree,
+    sessions: sled::Tree,
+    user_sessions: sled::Tree,
+    devices: sled::Tree,
+    cfg: StoreConfig,
+    argon2_params: argon2::Params,
+    /// PHC hash of a random password, verified against for unknown users so
+    /// that timing does not reveal whether a user exists.
+    dummy_hash: String,
+    clock: Clock,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("config", &self.inner.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `dir` (e.g. `DATA_DIR/db`).
+    ///
+    /// Validates `cfg`, checks the `meta` tree against it (schema version,
+    /// shard count) and precomputes one argon2 hash (the dummy used for
+    /// unknown users), so it takes as long as one password hash.
+    pub fn open(dir: &Path, cfg: &StoreConfig) -> Result<Store, StoreError> {
+        Store::open_with_clock(dir, cfg, Arc::new(system_now))
+    }
+
+    /// Like [`Store::open`] but with an injected clock (unix seconds), for
+    /// tests of session expiry.
+    pub fn open_with_clock(
+        dir: &Path,
+        cfg: &StoreConfig,
+        clock: Clock,
+    ) -> Result<Store, StoreError> {
+        cfg.validate()?;
+        let argon2_params = cfg.argon2_params()?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cfg.cache_capacity_bytes())
+            .open()?;
+        check_meta(&db, cfg)?;
+        let dummy_hash = users::dummy_hash(&argon2_params)?;
+        let inner = Inner {
+            users: db.open_tree(TREE_USERS)?,
+            sessions: db.open_tree(TREE_SESSIONS)?,
+            user_sessions: db.open_tree(TREE_USER_SESSIONS)?,
+            devices: db.open_tree(TREE_DEVICES)?,
+            db,
+            cfg: cfg.clone(),
+            argon2_params,
+            dummy_hash,
+            clock,
+        };
+        tracing::debug!(path = %dir.display(), shards = cfg.shards, "store opened");
+        Ok(Store {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The (validated) configuration the store was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.cfg
+    }
+
+    /// The underlying database, for the messaging layer to open its trees.
+    /// Prefer [`Store::shard_tree`] for the per-shard trees.
+    pub fn db(&self) -> &sled::Db {
+        &self.inner.db
+    }
+
+    /// Opens the tree `{kind}.{shard}` (e.g. `msg.3`), checking that `shard`
+    /// is below [`StoreConfig::shards`] and that `kind` is 1..=32 chars of
+    /// `[a-z_]` and not one of the account tree names.
+    pub fn shard_tree(&self, kind: &str, shard: usize) -> Result<sled::Tree, StoreError> {
+        let kind_ok = !kind.is_empty()
+            && kind.len() <= MAX_ID_LEN
+            && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            && ![
+                TREE_META,
+                TREE_USERS,
+                TREE_SESSIONS,
+                TREE_USER_SESSIONS,
+                TREE_DEVICES,
+            ]
+            .contains(&kind);
+        if !kind_ok {
+            return Err(StoreError::InvalidInput(format!(
+                "invalid shard tree kind {kind:?}"
+            )));
+        }
+        if shard >= self.inner.cfg.shards {
+            return Err(StoreError::InvalidInput(format!(
+                "shard {shard} out of range 0..{}",
+                self.inner.cfg.shards
+            )));
+        }
+        Ok(self.inner.db.open_tree(format!("{kind}.{shard}"))?)
+    }
+
+    /// Flushes all dirty data to disk (blocking). Account writes already do
+    /// this before returning; the messaging layer's single flusher may call it.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.db.size_on_disk()?)
+    }
+
+    /// Makes a completed account write durable before it is reported as a
+    /// success (see "Durability" in the crate docs).
+    pub(crate) fn commit(&self) -> Result<(), StoreError> {
+        self.flush()
+    }
+
+    /// Current time in unix seconds, from the store's clock.
+    pub(crate) fn now(&self) -> u64 {
+        (self.inner.clock)()
+    }
+}
+
+fn system_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Writes `meta` on first open; afterwards checks schema version and shard
+/// count against `cfg`.
+fn check_meta(db: &sled::Db, cfg: &StoreConfig) -> Result<(), StoreError> {
+    let meta = db.open_tree(TREE_META)?;
+    let shards = u32::try_from(cfg.shards)
+        .map_err(|_| StoreError::Config(format!("shards {} too large", cfg.shards)))?;
+    let version = meta_u32(&meta, META_SCHEMA_VERSION, SCHEMA_VERSION)?;
+    if version != SCHEMA_VERSION {
+        return Err(StoreError::Config(format!(
+            "database schema version {version} is not supported (this build knows {SCHEMA_VERSION})"
+        )));
+    }
+    let stored_shards = meta_u32(&meta, META_SHARDS, shards)?;
+    if stored_shards != shards {
+        return Err(StoreError::Config(format!(
+            "database was created with shards = {stored_shards}, config says {shards}; \
+             changing the shard count is not supported"
+        )));
+    }
+    db.flush()?;
+    Ok(())
+}
+
+/// Reads a fixed-layout `u32` from `meta`, first inserting `initial` if the
+/// key is absent (atomically, so concurrent first opens agree).
+fn meta_u32(meta: &sled::Tree, key: &[u8], initial: u32) -> Result<u32, StoreError> {
+    let initial_bytes = initial.to_be_bytes();
+    match meta.compare_and_swap(key, None as Option<&[u8]>, Some(&initial_bytes[..]))? {
+        Ok(()) => Ok(initial),
+        Err(cas) => match cas.current {
+            Some(bytes) => codec::decode_u32(TREE_META, key, &bytes),
+            // Cannot happen: a CAS expecting "absent" only fails on a value.
+            None => Err(StoreError::Corrupt(format!(
+                "meta key {}: inconsistent compare-and-swap result",
+                key.escape_ascii()
+            ))),
+        },
+    }
+}

@@ -1,0 +1,52 @@
+//! Unit tests. Helpers: a cheap argon2 config and a movable clock.
+
+mod devices;
+mod sessions;
+mod store;
+mod users;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tempfile::TempDir;
+
+use crate::{Store, StoreConfig};
+
+/// Start of the fake clock (2023-11-14).
+pub(crate) const T0: u64 = 1_700_000_000;
+
+/// Defaults with argon2 cost lowered so tests stay fast.
+pub(crate) fn test_config() -> StoreConfig {
+    StoreConfig {
+        password_memory_kib: 256,
+        password_iterations: 1,
+        cache_capacity_mb: 8,
+        ..StoreConfig::default()
+    }
+}
+
+/// A clock the test can move.
+#[derive(Clone)]
+pub(crate) struct FakeClock(Arc<AtomicU64>);
+
+impl FakeClock {
+    pub(crate) fn advance(&self, secs: u64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+/// A store in a fresh temp dir with a fake clock at `T0`. Keep the `TempDir`
+/// alive as long as the store.
+pub(crate) fn open_tmp() -> (TempDir, Store, FakeClock) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, clock) = open_in(dir.path(), &test_config());
+    (dir, store, clock)
+}
+
+pub(crate) fn open_in(path: &std::path::Path, cfg: &StoreConfig) -> (Store, FakeClock) {
+    let clock = FakeClock(Arc::new(AtomicU64::new(T0)));
+    let c = clock.clone();
+    let store = Store::open_with_clock(path, cfg, Arc::new(move || c.0.load(Ordering::SeqCst)))
+        .expect("open store");
+    (store, clock)
+}

@@ -1,0 +1,213 @@
+//! Users and their argon2id password hashes (tree `users`).
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{decode, encode};
+use crate::{valid_id, Store, StoreError, TREE_USERS};
+
+/// Shortest password [`Store::create_user`] accepts, in bytes.
+pub const PASSWORD_MIN_LEN: usize = 8;
+/// Longest password accepted, in bytes. Longer input to
+/// [`Store::verify_password`] is rejected without hashing.
+pub const PASSWORD_MAX_LEN: usize = 256;
+
+/// Public view of a user (without the password hash).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct UserRecord {
+    /// The user's id (see [`crate::valid_id`]).
+    pub user_id: String,
+    /// Creation time, unix seconds.
+    pub created_at: u64,
+    /// A disabled user cannot log in, and its sessions and devices are inactive.
+    pub disabled: bool,
+}
+
+/// Value of the `users` tree.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub(crate) struct StoredUser {
+    pub(crate) user_id: String,
+    pub(crate) created_at: u64,
+    pub(crate) disabled: bool,
+    /// argon2id PHC string.
+    pub(crate) password_hash: String,
+}
+
+impl From<StoredUser> for UserRecord {
+    fn from(u: StoredUser) -> Self {
+        UserRecord {
+            user_id: u.user_id,
+            created_at: u.created_at,
+            disabled: u.disabled,
+        }
+    }
+}
+
+impl Store {
+    /// Creates a user with an argon2id hash (random salt) of `password`.
+    ///
+    /// Atomic: of several concurrent calls for the same id exactly one
+    /// succeeds, the others get [`StoreError::Conflict`]. An invalid
+    /// `user_id` (see [`valid_id`]) or a password outside
+    /// [`PASSWORD_MIN_LEN`]..=[`PASSWORD_MAX_LEN`] bytes gives
+    /// [`StoreError::InvalidInput`]. CPU-heavy: use `spawn_blocking` from async code.
+    pub fn create_user(&self, user_id: &str, password: &str) -> Result<(), StoreError> {
+        if !valid_id(user_id) {
+            return Err(StoreError::InvalidInput(format!(
+                "invalid user id {user_id:?}: need 1..=32 chars of [a-z0-9]"
+            )));
+        }
+        if !(PASSWORD_MIN_LEN..=PASSWORD_MAX_LEN).contains(&password.len()) {
+            return Err(StoreError::InvalidInput(format!(
+                "password must be {PASSWORD_MIN_LEN}..={PASSWORD_MAX_LEN} bytes"
+            )));
+        }
+        // Cheap pre-check so that a taken id does not cost a hash; the CAS
+        // below is what actually guarantees uniqueness.
+        if self.inner.users.contains_key(user_id)? {
+            return Err(conflict(user_id));
+        }
+        let record = StoredUser {
+            user_id: user_id.to_owned(),
+            created_at: self.now(),
+            disabled: false,
+            password_hash: hash_password(&self.inner.argon2_params, password)?,
+        };
+        let value = encode(&record)?;
+        let cas = self
+            .inner
+            .users
+            .compare_and_swap(user_id, None as Option<&[u8]>, Some(value))?;
+        if cas.is_err() {
+            return Err(conflict(user_id));
+        }
+        self.commit()?;
+        tracing::info!(user_id, "user created");
+        Ok(())
+    }
+
+    /// Checks `password` against the user's stored hash.
+    ///
+    /// Returns `Ok(false)` for a wrong password, an unknown user and a
+    /// disabled user. For an unknown user it still verifies against a dummy
+    /// hash, and for a disabled user it still verifies the real hash, so the
+    /// time taken does not reveal which case applies. Passwords longer than
+    /// [`PASSWORD_MAX_LEN`] are rejected without hashing (that leaks only the
+    /// caller's own input length). CPU-heavy: use `spawn_blocking` from async code.
+    pub fn verify_password(&self, user_id: &str, password: &str) -> Result<bool, StoreError> {
+        if password.len() > PASSWORD_MAX_LEN {
+            return Ok(false);
+        }
+        let user = if valid_id(user_id) {
+            self.load_user(user_id)?
+        } else {
+            None
+        };
+        match user {
+            None => {
+                verify_hash(&self.inner.dummy_hash, password)?;
+                Ok(false)
+            }
+            Some(user) => {
+                let ok = verify_hash(&user.password_hash, password)?;
+                Ok(ok && !user.disabled)
+            }
+        }
+    }
+
+    /// The user's public record, if it exists.
+    pub fn user(&self, user_id: &str) -> Result<Option<UserRecord>, StoreError> {
+        if !valid_id(user_id) {
+            return Ok(None);
+        }
+        Ok(self.load_user(user_id)?.map(UserRecord::from))
+    }
+
+    /// Disables or re-enables a user. Returns whether the user exists.
+    /// A disabled user cannot log in; its sessions stop checking and its
+    /// devices stop being active, but nothing is deleted.
+    pub fn set_user_disabled(&self, user_id: &str, disabled: bool) -> Result<bool, StoreError> {
+        if !valid_id(user_id) {
+            return Ok(false);
+        }
+        loop {
+            let Some(old) = self.inner.users.get(user_id)? else {
+                return Ok(false);
+            };
+            let mut user: StoredUser = decode(TREE_USERS, user_id.as_bytes(), &old)?;
+            if user.disabled == disabled {
+                return Ok(true);
+            }
+            user.disabled = disabled;
+            let new = encode(&user)?;
+            let cas = self
+                .inner
+                .users
+                .compare_and_swap(user_id, Some(old), Some(new))?;
+            if cas.is_ok() {
+                self.commit()?;
+                tracing::info!(user_id, disabled, "user disabled flag changed");
+                return Ok(true);
+            }
+            // Lost a race with another writer: reread and retry.
+        }
+    }
+
+    /// Number of users. O(number of users): sled counts by scanning.
+    pub fn user_count(&self) -> usize {
+        self.inner.users.len()
+    }
+
+    /// Reads and decodes a user; `user_id` must already be valid.
+    pub(crate) fn load_user(&self, user_id: &str) -> Result<Option<StoredUser>, StoreError> {
+        match self.inner.users.get(user_id)? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(decode(TREE_USERS, user_id.as_bytes(), &bytes)?)),
+        }
+    }
+
+    /// True if the user exists and is not disabled. Never hashes.
+    pub(crate) fn user_enabled(&self, user_id: &str) -> Result<bool, StoreError> {
+        Ok(self.load_user(user_id)?.is_some_and(|u| !u.disabled))
+    }
+}
+
+fn conflict(user_id: &str) -> StoreError {
+    StoreError::Conflict(format!("user {user_id:?} already exists"))
+}
+
+fn argon2(params: &Params) -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+}
+
+/// argon2id PHC string of `password` with a random 16-byte salt.
+pub(crate) fn hash_password(params: &Params, password: &str) -> Result<String, StoreError> {
+    let salt = SaltString::generate(&mut OsRng);
+    argon2(params)
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::Hash(e.to_string()))
+}
+
+/// Hash of a random password, verified against for unknown users.
+pub(crate) fn dummy_hash(params: &Params) -> Result<String, StoreError> {
+    let mut secret = [0u8; 24];
+    OsRng.fill_bytes(&mut secret);
+    hash_password(params, &hex::encode(secret))
+}
+
+/// Verifies `password` against a PHC string (the parameters come from the
+/// string, so hashes made with older settings keep working).
+fn verify_hash(phc: &str, password: &str) -> Result<bool, StoreError> {
+    let parsed = PasswordHash::new(phc)
+        .map_err(|e| StoreError::Corrupt(format!("stored password hash: {e}")))?;
+    // The instance's own params are irrelevant: verification uses the hash's.
+    match Argon2::default().verify_password(password.as_bytes(), &parsed) {
+        Ok(()) => Ok(true),
+        Err(argon2::password_hash::Error::Password) => Ok(false),
+        Err(e) => Err(StoreError::Hash(e.to_string())),
+    }
+}
