@@ -206,3 +206,211 @@ fn strip_properties(packet: Packet) -> Option<Packet> {
         Packet::Connect(c, _, will, _, login) => Packet::Connect(c, None, will, None, login),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rumqttd::protocol::{
+        Connect, Filter, Login, PubAck, PubAckReason, QoS, RetainForwardRule, SubAck,
+        SubAckProperties, Subscribe, SubscribeReasonCode,
+    };
+    use tokio::io::{duplex, AsyncWriteExt};
+
+    fn connect_packet(client_id: &str) -> Packet {
+        let connect = Connect {
+            keep_alive: 30,
+            client_id: client_id.to_owned(),
+            clean_session: true,
+        };
+        let login = Login {
+            username: "alice".into(),
+            password: "token".into(),
+        };
+        Packet::Connect(connect, None, None, None, Some(login))
+    }
+
+    fn bytes_of(version: Version, packets: Vec<Packet>) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        for p in packets {
+            match version {
+                Version::V4 => V4.write(p, &mut out),
+                Version::V5 => V5.write(p, &mut out),
+            }
+            .unwrap();
+        }
+        out.to_vec()
+    }
+
+    fn subscribe(pkid: u16, path: &str) -> Packet {
+        let filter = Filter {
+            path: path.into(),
+            qos: QoS::AtLeastOnce,
+            nolocal: false,
+            preserve_retain: false,
+            retain_forward_rule: RetainForwardRule::OnEverySubscribe,
+        };
+        Packet::Subscribe(
+            Subscribe {
+                pkid,
+                filters: vec![filter],
+            },
+            None,
+        )
+    }
+
+    #[tokio::test]
+    async fn reads_v4_connect_then_packets_split_across_writes() {
+        let (mut client, mut server) = duplex(64);
+        let bytes = bytes_of(
+            Version::V4,
+            vec![connect_packet("phone"), subscribe(7, "/tenants/alice/in")],
+        );
+        // Feed the bytes in 3-byte pieces: framing must reassemble them.
+        let writer = tokio::spawn(async move {
+            for chunk in bytes.chunks(3) {
+                client.write_all(chunk).await.unwrap();
+            }
+            client
+        });
+        let mut codec = Codec::new(1024);
+        let first = codec.read_connect(&mut server).await.unwrap();
+        assert_eq!(codec.version(), Version::V4);
+        match first {
+            Packet::Connect(c, _, _, _, Some(login)) => {
+                assert_eq!(c.client_id, "phone");
+                assert_eq!(login.username, "alice");
+            }
+            other => panic!("expected CONNECT, got {other:?}"),
+        }
+        match codec.read_packet(&mut server).await.unwrap() {
+            Packet::Subscribe(s, _) => {
+                assert_eq!(s.pkid, 7);
+                assert_eq!(s.filters[0].path, "/tenants/alice/in");
+            }
+            other => panic!("expected SUBSCRIBE, got {other:?}"),
+        }
+        drop(writer.await.unwrap());
+        assert!(matches!(
+            codec.read_packet(&mut server).await,
+            Err(FrameError::Closed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn detects_v5_from_the_protocol_level() {
+        let (mut client, mut server) = duplex(1024);
+        let bytes = bytes_of(Version::V5, vec![connect_packet("tablet")]);
+        client.write_all(&bytes).await.unwrap();
+        let mut codec = Codec::new(1024);
+        codec.read_connect(&mut server).await.unwrap();
+        assert_eq!(codec.version(), Version::V5);
+    }
+
+    #[tokio::test]
+    async fn refuses_mqtt_3_1_and_non_connect_first_packets() {
+        // MQTT 3.1: protocol name "MQIsdp", level 3.
+        let mut v31 = vec![0x10, 12, 0, 6];
+        v31.extend_from_slice(b"MQIsdp");
+        v31.extend_from_slice(&[3, 2]);
+        let (mut client, mut server) = duplex(1024);
+        client.write_all(&v31).await.unwrap();
+        let err = Codec::new(1024)
+            .read_connect(&mut server)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FrameError::UnsupportedLevel(3)), "{err:?}");
+
+        let (mut client, mut server) = duplex(1024);
+        client
+            .write_all(&bytes_of(Version::V4, vec![subscribe(1, "/x/y")]))
+            .await
+            .unwrap();
+        let err = Codec::new(1024)
+            .read_connect(&mut server)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FrameError::NotConnect), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn oversized_packets_are_refused_before_they_are_read() {
+        let (mut client, mut server) = duplex(1024);
+        let mut codec = Codec::new(1024);
+        client
+            .write_all(&bytes_of(Version::V4, vec![connect_packet("phone")]))
+            .await
+            .unwrap();
+        codec.read_connect(&mut server).await.unwrap();
+        // A PUBLISH header announcing 1 MiB: rejected on the header alone.
+        client.write_all(&[0x32, 0x80, 0x80, 0x40]).await.unwrap();
+        let err = codec.read_packet(&mut server).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FrameError::Protocol(protocol::Error::PayloadSizeLimitExceeded(_))
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn garbage_is_an_error_not_a_panic() {
+        for garbage in [
+            vec![0xff; 16],
+            vec![0x10, 0xff, 0xff, 0xff, 0xff, 0xff],
+            vec![0x10, 4, 0, 200, 1, 2],
+            vec![0x00, 0x00],
+        ] {
+            let (mut client, mut server) = duplex(1024);
+            client.write_all(&garbage).await.unwrap();
+            drop(client);
+            let result = Codec::new(1024).read_connect(&mut server).await;
+            assert!(result.is_err(), "accepted {garbage:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn v4_encoding_drops_properties_and_server_disconnect() {
+        let (client, mut server) = duplex(4096);
+        let mut codec = Codec::new(1024);
+        let mut connect = BytesMut::from(&bytes_of(Version::V4, vec![connect_packet("p")])[..]);
+        let mut reader = client;
+        reader.write_all(&connect.split()).await.unwrap();
+        codec.read_connect(&mut server).await.unwrap();
+
+        let suback = Packet::SubAck(
+            SubAck {
+                pkid: 3,
+                return_codes: vec![SubscribeReasonCode::QoS1, SubscribeReasonCode::Failure],
+            },
+            Some(SubAckProperties {
+                reason_string: Some("no".into()),
+                user_properties: vec![],
+            }),
+        );
+        let puback = Packet::PubAck(
+            PubAck {
+                pkid: 9,
+                reason: PubAckReason::Success,
+            },
+            None,
+        );
+        let disconnect = Packet::Disconnect(
+            rumqttd::protocol::Disconnect {
+                reason_code: rumqttd::protocol::DisconnectReasonCode::ServerShuttingDown,
+            },
+            None,
+        );
+        let mut scratch = BytesMut::new();
+        write_all(
+            &codec,
+            &mut server,
+            [suback, disconnect, puback],
+            &mut scratch,
+        )
+        .await
+        .unwrap();
+        // SUBACK 3 [1, 0x80] then PUBACK 9; the v4 DISCONNECT is not sent at all.
+        assert_eq!(&scratch[..], &[0x90, 4, 0, 3, 1, 0x80, 0x40, 2, 0, 9]);
+    }
+}

@@ -32,7 +32,7 @@ mod server;
 pub use config::BrokerConfig;
 pub use routers::partition_of;
 pub use rumqttd::local::{LinkRx, LinkTx};
-pub use server::{Authorizer, Broker, ConnectionEvent, DisconnectReason};
+pub use server::{Authorizer, Broker, BrokerHandle, ConnectionEvent, DisconnectReason};
 
 /// Errors starting or using the broker.
 #[derive(Debug, thiserror::Error)]

@@ -191,9 +191,11 @@ impl Broker {
         self.plain_addr
     }
 
-    /// Connections that completed CONNECT and are open now.
-    pub fn connection_count(&self) -> usize {
-        self.shared.linked.load(Ordering::Relaxed)
+    /// A cheap, cloneable handle for closing connections and reading counts.
+    pub fn handle(&self) -> BrokerHandle {
+        BrokerHandle {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Number of router partitions.
@@ -204,16 +206,6 @@ impl Broker {
     /// The partition whose router holds `user`'s topics.
     pub fn partition_of(&self, user: &str) -> usize {
         self.shared.routers.partition_of(user)
-    }
-
-    /// Closes every open connection of one device; returns how many were closed.
-    pub fn disconnect_device(&self, user: &str, device: &str) -> usize {
-        self.shared.registry.kick(|u, d| u == user && d == device)
-    }
-
-    /// Closes every open connection of a user.
-    pub fn disconnect_user(&self, user: &str) -> usize {
-        self.shared.registry.kick(|u, _| u == user)
     }
 
     /// An in-process link on one router partition, with no tenant restriction: for the
@@ -245,6 +237,29 @@ impl Broker {
             left = self.shared.open.load(Ordering::Relaxed),
             "MQTT front end stopped"
         );
+    }
+}
+
+/// What the rest of the node may do to live connections.
+#[derive(Clone)]
+pub struct BrokerHandle {
+    shared: Arc<Shared>,
+}
+
+impl BrokerHandle {
+    /// Connections that completed CONNECT and are open now.
+    pub fn connection_count(&self) -> usize {
+        self.shared.linked.load(Ordering::Relaxed)
+    }
+
+    /// Closes every open connection of one device; returns how many were closed.
+    pub fn disconnect_device(&self, user: &str, device: &str) -> usize {
+        self.shared.registry.kick(|u, d| u == user && d == device)
+    }
+
+    /// Closes every open connection of a user.
+    pub fn disconnect_user(&self, user: &str) -> usize {
+        self.shared.registry.kick(|u, _| u == user)
     }
 }
 

@@ -16,7 +16,7 @@ pub const MAX_DEVICE_VALIDITY_HOURS: u64 = 8760;
 ///
 /// Every field is optional; by default the node generates its own CA and server certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct CertsConfig {
     /// The operator's CA certificate (PEM). Set together with `ca_key`, or leave both unset to
     /// use the generated development CA.

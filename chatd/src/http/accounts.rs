@@ -1,0 +1,170 @@
+//! Accounts: registration (`POST /v1/users`), login (`POST /v1/sessions`)
+//! and logout (`POST /v1/sessions/logout`).
+
+use axum::extract::{FromRef, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::auth::AuthSession;
+use super::error::{blocking, ApiError};
+use super::json::ApiJson;
+use super::AppState;
+
+use chat_store::{Session, StoreError, PASSWORD_MAX_LEN, PASSWORD_MIN_LEN};
+
+/// The one message for every failed login, whatever the reason.
+const BAD_CREDENTIALS: &str = "invalid user_id or password";
+
+/// Body of `POST /v1/users` and `POST /v1/sessions`.
+#[derive(Deserialize)]
+pub struct Credentials {
+    /// The user id: 1 to 32 characters of `[a-z0-9]`.
+    pub user_id: String,
+    /// The password: 8 to 256 bytes.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user_id", &self.user_id)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Answer of `POST /v1/users`.
+#[derive(Debug, Serialize)]
+pub struct UserCreated {
+    /// The id of the new user.
+    pub user_id: String,
+}
+
+/// Answer of `POST /v1/sessions`.
+#[derive(Debug, Serialize)]
+pub struct SessionCreated {
+    /// The bearer token for `Authorization: Bearer TOKEN`.
+    pub token: String,
+    /// When the token stops working, in unix seconds.
+    pub expires_at: u64,
+}
+
+/// Guard that refuses the request with 403 `forbidden` when registration is
+/// closed. As a parts extractor it runs before the body is read.
+pub struct RegistrationOpen;
+
+impl<S> FromRequestParts<S> for RegistrationOpen
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if AppState::from_ref(state).config.registration_open {
+            Ok(RegistrationOpen)
+        } else {
+            Err(ApiError::Forbidden("registration is closed".into()))
+        }
+    }
+}
+
+/// `POST /v1/users`: creates a user. 201 `{user_id}`.
+pub async fn register(
+    State(state): State<AppState>,
+    _open: RegistrationOpen,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Credentials { user_id, password } = body;
+    validate_user_id(&user_id)?;
+    validate_password(&password)?;
+    let store = state.store.clone();
+    let id = user_id.clone();
+    // argon2 hashing is CPU-heavy: keep it off the async workers.
+    match blocking(move || store.create_user(&id, &password)).await? {
+        Ok(()) => {
+            tracing::info!(user = %user_id, "user registered");
+            Ok((StatusCode::CREATED, Json(UserCreated { user_id })))
+        }
+        Err(StoreError::Conflict(_)) => {
+            tracing::info!(user = %user_id, "registration refused: user_id taken");
+            Err(ApiError::Conflict("user_id is already taken".into()))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// `POST /v1/sessions`: logs in. 200 `{token, expires_at}`; 401 for a wrong
+/// password, an unknown user or a disabled user alike.
+pub async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<Json<SessionCreated>, ApiError> {
+    let Credentials { user_id, password } = body;
+    // Ids or passwords that could never have been registered cannot match:
+    // answer without spending a password hash on them.
+    if !chat_store::valid_id(&user_id) || !password_len_ok(&password) {
+        tracing::info!("login refused: malformed user_id or password");
+        return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
+    }
+    let store = state.store.clone();
+    let id = user_id.clone();
+    let session = blocking(move || -> Result<Option<Session>, StoreError> {
+        if store.verify_password(&id, &password)? {
+            store.create_session(&id).map(Some)
+        } else {
+            Ok(None)
+        }
+    })
+    .await??;
+    let Some(session) = session else {
+        tracing::info!(user = %user_id, "login refused: bad credentials");
+        return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
+    };
+    tracing::info!(user = %user_id, "session created");
+    Ok(Json(SessionCreated {
+        token: session.token,
+        expires_at: session.expires_at,
+    }))
+}
+
+/// `POST /v1/sessions/logout`: revokes the bearer token of the request. 204.
+pub async fn logout(
+    State(state): State<AppState>,
+    session: AuthSession,
+) -> Result<StatusCode, ApiError> {
+    let AuthSession { user, token } = session;
+    let store = state.store.clone();
+    // `false` means the session vanished since it was checked (expired or a
+    // concurrent logout): the token is unusable either way.
+    let _was_live = blocking(move || store.revoke_session(&token)).await??;
+    tracing::info!(user = %user, "session revoked (logout)");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn validate_user_id(user_id: &str) -> Result<(), ApiError> {
+    if chat_store::valid_id(user_id) {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(
+            "user_id must be 1 to 32 characters of [a-z0-9]".into(),
+        ))
+    }
+}
+
+fn password_len_ok(password: &str) -> bool {
+    (PASSWORD_MIN_LEN..=PASSWORD_MAX_LEN).contains(&password.len())
+}
+
+fn validate_password(password: &str) -> Result<(), ApiError> {
+    if password_len_ok(password) {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "password must be {PASSWORD_MIN_LEN} to {PASSWORD_MAX_LEN} bytes long"
+        )))
+    }
+}

@@ -1,0 +1,198 @@
+//! The HTTP API of the chat node (PROTOCOL v1).
+//!
+//! All bodies are JSON. Every error is answered as
+//! `{"error":{"code":"...","message":"..."}}` (see [`ApiError`]).
+//!
+//! | method and path                   | auth   | answer                                          |
+//! |-----------------------------------|--------|-------------------------------------------------|
+//! | `POST /v1/users`                  | none   | 201 `{user_id}` (403 when registration is closed) |
+//! | `POST /v1/sessions`               | none   | 200 `{token, expires_at}`                       |
+//! | `POST /v1/sessions/logout`        | Bearer | 204; the token stops working                    |
+//! | `POST /v1/devices`                | Bearer | 201 `{device_id, cert_pem, key_pem?, ca_pem, expires_at}` |
+//! | `DELETE /v1/devices/{device_id}`  | Bearer | 204; 404 when no such active device             |
+//! | `GET /healthz`                    | none   | 200 `{"status":"ok"}`                           |
+//!
+//! `POST /v1/sessions/logout` is an extension of the protocol: it revokes the
+//! bearer token it is called with. Unknown routes answer 404 `not_found`,
+//! known routes with another method 405 `method_not_allowed` (with `Allow`).
+//! Every answer carries `Cache-Control: no-store` (tokens and private keys
+//! must not be cached).
+
+mod accounts;
+mod auth;
+mod devices;
+mod error;
+mod json;
+mod server;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, Method};
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+pub use accounts::{Credentials, SessionCreated, UserCreated};
+pub use auth::{AuthSession, AuthUser};
+pub use devices::{DeviceEnrolled, EnrolRequest};
+pub use error::ApiError;
+pub use json::ApiJson;
+pub use server::{load_tls_config, serve};
+
+/// Smallest accepted `max_body_bytes` (a CSR has to fit).
+const MIN_BODY_BYTES: usize = 1024;
+/// Largest accepted `max_body_bytes`.
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Configuration of the HTTP API listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on, `host:port` (default `127.0.0.1:8080`).
+    pub listen: String,
+    /// Whether `POST /v1/users` accepts new registrations (default `true`);
+    /// when `false` it answers 403 `forbidden`.
+    pub registration_open: bool,
+    /// Largest accepted request body in bytes (default 65536); larger bodies
+    /// are answered 413 `too_large`.
+    pub max_body_bytes: usize,
+    /// PEM certificate chain for HTTPS. HTTPS is served when both `tls_cert`
+    /// and `tls_key` are set.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS (PKCS#8, PKCS#1 or SEC1), paired with `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with the node's generated server certificate (default
+    /// `false`). Cannot be combined with `tls_cert`/`tls_key`.
+    pub tls_from_node_cert: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:8080".to_owned(),
+            registration_open: true,
+            max_body_bytes: 64 * 1024,
+            tls_cert: None,
+            tls_key: None,
+            tls_from_node_cert: false,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Checks the settings for consistency; the error names the bad field.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_listen(&self.listen)?;
+        if !(MIN_BODY_BYTES..=MAX_BODY_BYTES).contains(&self.max_body_bytes) {
+            return Err(format!(
+                "http.max_body_bytes must be between {MIN_BODY_BYTES} and {MAX_BODY_BYTES}, got {}",
+                self.max_body_bytes
+            ));
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return Err("http.tls_cert is set but http.tls_key is not".into()),
+            (None, Some(_)) => return Err("http.tls_key is set but http.tls_cert is not".into()),
+            (Some(_), Some(_)) if self.tls_from_node_cert => {
+                return Err(
+                    "http.tls_from_node_cert cannot be combined with http.tls_cert/http.tls_key"
+                        .into(),
+                )
+            }
+            _ => {}
+        }
+        for (name, path) in [("tls_cert", &self.tls_cert), ("tls_key", &self.tls_key)] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return Err(format!("http.{name} must not be empty"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the listener speaks HTTPS (from files or the node certificate).
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_from_node_cert || (self.tls_cert.is_some() && self.tls_key.is_some())
+    }
+}
+
+/// `host:port` with a non-empty host and a numeric port.
+fn validate_listen(listen: &str) -> Result<(), String> {
+    if listen.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let bad = || format!("http.listen must be host:port, got {listen:?}");
+    let (host, port) = listen.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || host.contains(char::is_whitespace) || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// Hook called after a device was revoked, with `(user_id, device_id)`.
+pub type DeviceRevokedHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// Users, sessions and devices.
+    pub store: chat_store::Store,
+    /// Signs device certificates.
+    pub authority: Arc<chat_certs::Authority>,
+    /// The HTTP settings.
+    pub config: Arc<HttpConfig>,
+    /// Called after a device is revoked, with `(user_id, device_id)` (the node
+    /// closes the device's MQTT connection). Runs on an async worker: it must
+    /// not block (hand the work to a channel or task).
+    pub on_device_revoked: DeviceRevokedHook,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the API router: every route, the JSON 404/405 fallbacks and the
+/// body limit (`max_body_bytes`).
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/users", post(accounts::register))
+        .route("/v1/sessions", post(accounts::login))
+        .route("/v1/sessions/logout", post(accounts::logout))
+        .route("/v1/devices", post(devices::enrol))
+        .route("/v1/devices/{device_id}", delete(devices::revoke))
+        // Must come after the routes: it is applied to the routes added so far.
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::map_response(no_store))
+        .with_state(state)
+}
+
+/// `GET /healthz`.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(format!("method {method} is not allowed on this route"))
+}
+
+async fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

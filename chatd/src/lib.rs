@@ -1,0 +1,18 @@
+//! The chat node: one process that is a whole deployment of the messaging backend.
+//!
+//! [`Node::start`] opens the sled store, loads or creates the certificate authority, starts the
+//! MQTT front end (`chat-broker`) and the HTTP API, and [`Node::shutdown`] stops them in order.
+//! The `chatd` binary (`main.rs`) only parses the command line, loads the [`Config`], installs
+//! logging and waits for a signal.
+//!
+//! Layout:
+//! - `config.rs`: [`Config`], layered from defaults, TOML, `CHATD__SECTION__KEY` and flags
+//! - `node.rs`: [`Node`]: wiring and lifecycle
+//! - `http/`: the HTTP API (accounts, sessions, device enrolment), served by axum
+
+pub mod config;
+pub mod http;
+mod node;
+
+pub use config::{Config, ConfigError, NodeConfig, Overrides};
+pub use node::{Node, NodeError};

@@ -1,0 +1,249 @@
+//! A whole node: store, certificate authority, MQTT front end and HTTP API, started together
+//! and stopped in order.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_broker::{Authorizer, Broker, BrokerHandle, ConnectionEvent};
+use chat_certs::Authority;
+use chat_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("store: {0}")]
+    Store(#[from] chat_store::StoreError),
+    #[error("certificates: {0}")]
+    Certs(#[from] chat_certs::CertError),
+    #[error("MQTT: {0}")]
+    Broker(#[from] chat_broker::BrokerError),
+    #[error("HTTP listener {addr}: {source}")]
+    HttpBind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("HTTP TLS: {0}")]
+    HttpTls(String),
+    #[error("start-up task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// A running node. Stop it with [`Node::shutdown`].
+pub struct Node {
+    config: Config,
+    store: Store,
+    authority: Arc<Authority>,
+    broker: Broker,
+    http_addr: SocketAddr,
+    http_tls: bool,
+    stop_http: watch::Sender<bool>,
+    http_task: JoinHandle<std::io::Result<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// Lets a device connect only while it is enrolled, not revoked, and its user is enabled;
+/// checks plaintext logins against session tokens.
+struct StoreAuthorizer {
+    store: Store,
+}
+
+impl Authorizer for StoreAuthorizer {
+    fn device_allowed(&self, user: &str, device: &str) -> bool {
+        self.store.device_active(user, device).unwrap_or_else(|e| {
+            warn!(user, device, error = %e, "device lookup failed; refusing");
+            false
+        })
+    }
+
+    fn login(&self, user: &str, password: &str) -> bool {
+        matches!(self.store.check_session(password), Ok(Some(owner)) if owner == user)
+    }
+}
+
+impl Node {
+    /// Opens the data directory, creates or loads the certificates, and starts both listeners.
+    pub async fn start(config: Config) -> Result<Node, NodeError> {
+        let data_dir = config.node.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|source| NodeError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+        let (db_dir, store_cfg) = (data_dir.join("db"), config.store.clone());
+        let store = tokio::task::spawn_blocking(move || Store::open(&db_dir, &store_cfg)).await??;
+        let (certs_dir, certs_cfg) = (data_dir.join("certs"), config.certs.clone());
+        let authority = Arc::new(
+            tokio::task::spawn_blocking(move || Authority::load_or_create(&certs_dir, &certs_cfg))
+                .await??,
+        );
+
+        let mqtt_tls = authority.server_tls_config(true)?;
+        let auth = Arc::new(StoreAuthorizer {
+            store: store.clone(),
+        });
+        let (broker, events) = Broker::start(config.mqtt.clone(), mqtt_tls, auth).await?;
+        let mut background = vec![tokio::spawn(drain_connection_events(events))];
+        background.push(tokio::spawn(purge_sessions(store.clone())));
+
+        let listener = TcpListener::bind(&config.http.listen)
+            .await
+            .map_err(|source| NodeError::HttpBind {
+                addr: config.http.listen.clone(),
+                source,
+            })?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|source| NodeError::HttpBind {
+                addr: config.http.listen.clone(),
+                source,
+            })?;
+        let http_tls = http_tls_config(&config, &authority)?;
+        let kicker = broker.handle();
+        let state = AppState {
+            store: store.clone(),
+            authority: authority.clone(),
+            config: Arc::new(config.http.clone()),
+            on_device_revoked: Arc::new(move |user: &str, device: &str| {
+                let closed = kicker.disconnect_device(user, device);
+                info!(user, device, closed, "device revoked");
+            }),
+        };
+        let (stop_http, mut stopped) = watch::channel(false);
+        let shutdown = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        let http_task = tokio::spawn(http::serve(
+            listener,
+            http::router(state),
+            http_tls.clone(),
+            shutdown,
+        ));
+        info!(http = %http_addr, mqtt = %broker.local_addr(), data_dir = %data_dir.display(), "node started");
+        Ok(Node {
+            config,
+            store,
+            authority,
+            broker,
+            http_addr,
+            http_tls: http_tls.is_some(),
+            stop_http,
+            http_task,
+            background,
+        })
+    }
+
+    /// The HTTP API address (with the real port when configured with port 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Whether the HTTP listener speaks HTTPS.
+    pub fn http_is_tls(&self) -> bool {
+        self.http_tls
+    }
+
+    /// The MQTT-over-TLS address.
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.broker.local_addr()
+    }
+
+    /// The plaintext MQTT address, when enabled.
+    pub fn mqtt_plaintext_addr(&self) -> Option<SocketAddr> {
+        self.broker.plaintext_addr()
+    }
+
+    /// The effective configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Path of the CA certificate clients must trust.
+    pub fn ca_path(&self) -> PathBuf {
+        self.config.node.data_dir.join("certs").join("ca.pem")
+    }
+
+    /// The CA certificate (PEM).
+    pub fn ca_pem(&self) -> &str {
+        self.authority.ca_pem()
+    }
+
+    /// Closes live connections and reads connection counts.
+    pub fn broker(&self) -> BrokerHandle {
+        self.broker.handle()
+    }
+
+    /// The store (shared handle).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Stops accepting, closes connections, lets HTTP requests finish (within the grace
+    /// period) and flushes the store.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        let grace = Duration::from_secs(self.config.node.shutdown_grace_secs);
+        info!("shutting down");
+        let _ = self.stop_http.send(true);
+        self.broker.shutdown(grace).await;
+        match tokio::time::timeout(grace, self.http_task).await {
+            Ok(Ok(Err(e))) => warn!(error = %e, "HTTP server ended with an error"),
+            Err(_) => warn!("HTTP requests still running after the grace period"),
+            _ => {}
+        }
+        for task in self.background {
+            task.abort();
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.flush()).await??;
+        info!("store flushed; bye");
+        Ok(())
+    }
+}
+
+/// Picks the HTTPS certificate: the operator's files, the node's own server certificate, or none.
+fn http_tls_config(
+    config: &Config,
+    authority: &Authority,
+) -> Result<Option<Arc<rustls::ServerConfig>>, NodeError> {
+    let http = &config.http;
+    match (&http.tls_cert, &http.tls_key) {
+        (Some(cert), Some(key)) => http::load_tls_config(cert, key)
+            .map(Some)
+            .map_err(|e| NodeError::HttpTls(format!("{e:#}"))),
+        _ if http.tls_from_node_cert => Ok(Some(authority.server_tls_config(false)?)),
+        _ => Ok(None),
+    }
+}
+
+/// Connection events feed presence once messaging is wired in; for now they are logged.
+async fn drain_connection_events(mut events: mpsc::UnboundedReceiver<ConnectionEvent>) {
+    while let Some(event) = events.recv().await {
+        debug!(?event, "connection event");
+    }
+}
+
+/// Deletes expired sessions once an hour.
+async fn purge_sessions(store: Store) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.purge_expired_sessions()).await {
+            Ok(Ok(n)) if n > 0 => info!(purged = n, "expired sessions removed"),
+            Ok(Err(e)) => warn!(error = %e, "session purge failed"),
+            _ => {}
+        }
+    }
+}
