@@ -300,7 +300,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         }
                         Err(_) => {
                             self.link_alive = false;
-                            return DisconnectReason::Kicked;
+                            return DisconnectReason::Replaced;
                         }
                     }
                 }
@@ -358,7 +358,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.link_tx.buffer().extend(to_router);
             if self.link_tx.send(last).await.is_err() {
                 self.link_alive = false;
-                return Err(DisconnectReason::Kicked);
+                return Err(DisconnectReason::Replaced);
             }
         }
         ended.map_or(Ok(()), Err)
@@ -434,11 +434,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .await
             .map_err(|_| DisconnectReason::Lost)?;
         if !self.link_alive {
-            return Err(DisconnectReason::Kicked);
+            return Err(DisconnectReason::Replaced);
         }
         if unscheduled && self.link_rx.wake().await.is_err() {
             self.link_alive = false;
-            return Err(DisconnectReason::Kicked);
+            return Err(DisconnectReason::Replaced);
         }
         Ok(())
     }
@@ -476,6 +476,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if self.codec.version() == Version::V5 {
             let code = match reason {
                 DisconnectReason::Kicked => Some(DisconnectReasonCode::AdministrativeAction),
+                DisconnectReason::Replaced => Some(DisconnectReasonCode::SessionTakenOver),
                 DisconnectReason::Shutdown => Some(DisconnectReasonCode::ServerShuttingDown),
                 DisconnectReason::KeepAliveTimeout => Some(DisconnectReasonCode::KeepAliveTimeout),
                 DisconnectReason::Violation => Some(DisconnectReasonCode::NotAuthorized),

@@ -39,8 +39,10 @@ pub enum DisconnectReason {
     KeepAliveTimeout,
     /// The client broke the protocol or the topic rules.
     Violation,
-    /// The node closed it: device revoked, user disabled, or replaced by a newer connection.
+    /// The node closed it: device revoked or user disabled.
     Kicked,
+    /// A newer connection of the same device took over (or the router dropped the link).
+    Replaced,
     /// The broker is shutting down.
     Shutdown,
 }
