@@ -32,6 +32,8 @@ mod server;
 pub use config::BrokerConfig;
 pub use routers::partition_of;
 pub use rumqttd::local::{LinkRx, LinkTx};
+pub use rumqttd::protocol::{Packet, Publish};
+pub use rumqttd::Notification;
 pub use server::{Authorizer, Broker, BrokerHandle, ConnectionEvent, DisconnectReason};
 
 /// Errors starting or using the broker.

@@ -70,14 +70,15 @@ impl Routers {
     }
 }
 
-/// FNV-1a 64-bit hash of `user`, reduced to `partitions`.
+/// FNV-1a 64-bit hash of `user` (high half folded into the low), reduced to `partitions`.
 pub fn partition_of(user: &str, partitions: usize) -> usize {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for b in user.bytes() {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    (hash % partitions.max(1) as u64) as usize
+    // Fold the high half in: FNV-1a's low bits depend only on the low bits of each byte.
+    ((hash ^ (hash >> 32)) % partitions.max(1) as u64) as usize
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("./data"),
             node_id: 0,
             log_format: "text".to_owned(),
-            log_level: "info,rumqttd=warn".to_owned(),
+            log_level: "info,rumqttd=warn,rustls=error".to_owned(),
             shutdown_grace_secs: 10,
         }
     }

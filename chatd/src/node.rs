@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_broker::{Authorizer, Broker, BrokerHandle, ConnectionEvent};
+use chat_bridge::Bridge;
+use chat_broker::{Authorizer, Broker, BrokerHandle};
 use chat_certs::Authority;
 use chat_store::Store;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::http::{self, AppState};
@@ -38,6 +39,8 @@ pub enum NodeError {
     },
     #[error("HTTP TLS: {0}")]
     HttpTls(String),
+    #[error("message service: {0}")]
+    Bridge(#[from] chat_bridge::BridgeError),
     #[error("start-up task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -48,6 +51,7 @@ pub struct Node {
     store: Store,
     authority: Arc<Authority>,
     broker: Broker,
+    bridge: Bridge,
     http_addr: SocketAddr,
     http_tls: bool,
     stop_http: watch::Sender<bool>,
@@ -95,8 +99,8 @@ impl Node {
             store: store.clone(),
         });
         let (broker, events) = Broker::start(config.mqtt.clone(), mqtt_tls, auth).await?;
-        let mut background = vec![tokio::spawn(drain_connection_events(events))];
-        background.push(tokio::spawn(purge_sessions(store.clone())));
+        let bridge = Bridge::start(config.node.node_id, store.clone(), &broker, events).await?;
+        let background = vec![tokio::spawn(purge_sessions(store.clone()))];
 
         let listener = TcpListener::bind(&config.http.listen)
             .await
@@ -137,6 +141,7 @@ impl Node {
             store,
             authority,
             broker,
+            bridge,
             http_addr,
             http_tls: http_tls.is_some(),
             stop_http,
@@ -190,13 +195,19 @@ impl Node {
         &self.store
     }
 
-    /// Stops accepting, closes connections, lets HTTP requests finish (within the grace
-    /// period) and flushes the store.
+    /// Users with at least one connected device.
+    pub fn online_users(&self) -> usize {
+        self.bridge.online_users()
+    }
+
+    /// Stops accepting, closes connections, lets queued requests and HTTP requests finish
+    /// (within the grace period) and flushes the store.
     pub async fn shutdown(self) -> Result<(), NodeError> {
         let grace = Duration::from_secs(self.config.node.shutdown_grace_secs);
         info!("shutting down");
         let _ = self.stop_http.send(true);
         self.broker.shutdown(grace).await;
+        self.bridge.shutdown().await;
         match tokio::time::timeout(grace, self.http_task).await {
             Ok(Ok(Err(e))) => warn!(error = %e, "HTTP server ended with an error"),
             Err(_) => warn!("HTTP requests still running after the grace period"),
@@ -224,13 +235,6 @@ fn http_tls_config(
             .map_err(|e| NodeError::HttpTls(format!("{e:#}"))),
         _ if http.tls_from_node_cert => Ok(Some(authority.server_tls_config(false)?)),
         _ => Ok(None),
-    }
-}
-
-/// Connection events feed presence once messaging is wired in; for now they are logged.
-async fn drain_connection_events(mut events: mpsc::UnboundedReceiver<ConnectionEvent>) {
-    while let Some(event) = events.recv().await {
-        debug!(?event, "connection event");
     }
 }
 

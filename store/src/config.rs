@@ -20,8 +20,8 @@ pub const MAX_SESSION_TTL_SECS: u64 = 10 * 365 * 24 * 60 * 60;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// Number of message shards (trees `msg.{shard}` etc., used by the
-    /// messaging layer), 1..=1024. Default 16. Recorded in the database on
+    /// Number of message shards (trees `conv.{shard}` and `inbox.{shard}`
+    /// of the messaging layer), 1..=1024. Default 16. Recorded in the database on
     /// first open; reopening with a different value is refused because
     /// messages are placed by shard.
     pub shards: usize,

@@ -10,6 +10,7 @@
 //! | `POST /v1/sessions/logout`        | Bearer | 204; the token stops working                    |
 //! | `POST /v1/devices`                | Bearer | 201 `{device_id, cert_pem, key_pem?, ca_pem, expires_at}` |
 //! | `DELETE /v1/devices/{device_id}`  | Bearer | 204; 404 when no such active device             |
+//! | `GET /v1/conversations/{conv}/messages` | Bearer | 200 `{messages, more}` newest first; 403 for non-members |
 //! | `GET /healthz`                    | none   | 200 `{"status":"ok"}`                           |
 //!
 //! `POST /v1/sessions/logout` is an extension of the protocol: it revokes the
@@ -22,6 +23,7 @@ mod accounts;
 mod auth;
 mod devices;
 mod error;
+mod history;
 mod json;
 mod server;
 #[cfg(test)]
@@ -169,6 +171,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions/logout", post(accounts::logout))
         .route("/v1/devices", post(devices::enrol))
         .route("/v1/devices/{device_id}", delete(devices::revoke))
+        .route("/v1/conversations/{conv}/messages", get(history::messages))
         // Must come after the routes: it is applied to the routes added so far.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)

@@ -1,7 +1,11 @@
 //! Unit tests. Helpers: a cheap argon2 config and a movable clock.
 
 mod devices;
+mod inbox;
+mod messages;
+mod receipts;
 mod sessions;
+mod size;
 mod store;
 mod users;
 
@@ -10,7 +14,7 @@ use std::sync::Arc;
 
 use tempfile::TempDir;
 
-use crate::{Store, StoreConfig};
+use crate::{NewMessage, Store, StoreConfig};
 
 /// Start of the fake clock (2023-11-14).
 pub(crate) const T0: u64 = 1_700_000_000;
@@ -49,4 +53,37 @@ pub(crate) fn open_in(path: &std::path::Path, cfg: &StoreConfig) -> (Store, Fake
     let store = Store::open_with_clock(path, cfg, Arc::new(move || c.0.load(Ordering::SeqCst)))
         .expect("open store");
     (store, clock)
+}
+
+/// Unix ms used as the message time in messaging tests.
+pub(crate) const TS: u64 = 1_700_000_000_000;
+
+/// A message from `from` with client id `id` and a small body.
+pub(crate) fn new_msg(conv: &str, from: &str, id: &str) -> NewMessage {
+    NewMessage {
+        msg_id: 1,
+        conv: conv.to_owned(),
+        from: from.to_owned(),
+        client_id: id.to_owned(),
+        ts: TS,
+        content: serde_json::json!({ "body": format!("hello {id}") }),
+    }
+}
+
+/// `count` distinct 1:1 conversation ids that live on `shard`. (The two
+/// ids differ in more than their digits: with FNV-1a the low bits of the
+/// hash depend only on the low bits of the bytes, so `d.a{i}.b{i}` would
+/// never reach some shards.)
+pub(crate) fn convs_on_shard(store: &Store, shard: usize, count: usize) -> Vec<String> {
+    let convs: Vec<String> = (0..100_000)
+        .map(|i| format!("d.u{i}.v{}", i * 7 + 3))
+        .filter(|c| store.conv_shard(c) == shard)
+        .take(count)
+        .collect();
+    assert_eq!(
+        convs.len(),
+        count,
+        "not enough conversations on shard {shard}"
+    );
+    convs
 }

@@ -1,0 +1,170 @@
+//! The message service: turns device requests into stored, numbered events.
+//!
+//! The bridge holds one in-process rumqttd link per router partition. It reads every publish on
+//! `/tenants/+/out` and `/tenants/+/status`, takes the user from the topic (never from the
+//! payload), parses the request with `chat-proto`, and dispatches it: `send` and `receipt` to the
+//! worker that owns the conversation's shard (one writer per shard gives one order per
+//! conversation), `sync` and `history` to the blocking pool (reads). Events go back out through
+//! one publishing thread per partition. Bad input is answered with an `error` event to the device
+//! that sent it and never reaches anyone else.
+//!
+//! Entry point: [`Bridge::start`].
+//!
+//! Layout:
+//! - `intake.rs`: reading requests from the routers and dispatching them
+//! - `worker.rs`: conversation shard workers: send, receipts, fan-out, recovery
+//! - `reads.rs`: `sync` and `history` answers (also used by the HTTP history endpoint)
+//! - `events.rs`: stored records to wire events
+//! - `flusher.rs`: group commit (the only code that flushes the store)
+//! - `publisher.rs`: publishing threads, one per router partition
+//! - `presence.rs`: the online table and last-seen
+//! - `ids.rs`: Snowflake message ids
+
+mod events;
+mod flusher;
+pub mod ids;
+mod intake;
+mod presence;
+mod publisher;
+pub mod reads;
+mod worker;
+
+use std::sync::mpsc::{channel, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use chat_broker::{Broker, ConnectionEvent};
+use chat_proto::ErrorCode;
+use chat_store::Store;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+pub use flusher::Flusher;
+pub use presence::Presence;
+pub use publisher::Publisher;
+
+use crate::ids::Snowflake;
+use crate::worker::{Job, Origin};
+
+/// Errors starting the bridge.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error("store: {0}")]
+    Store(#[from] chat_store::StoreError),
+    #[error("broker link: {0}")]
+    Broker(#[from] chat_broker::BrokerError),
+    #[error("thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// What every part of the bridge shares.
+pub(crate) struct Services {
+    pub(crate) store: Store,
+    pub(crate) publisher: Publisher,
+    pub(crate) presence: Presence,
+    pub(crate) flusher: Flusher,
+    pub(crate) ids: Snowflake,
+}
+
+impl Services {
+    /// Sends an `error` event to the device that made the request (or all the user's devices).
+    pub(crate) fn error(&self, origin: &Origin, id: Option<&str>, code: ErrorCode, message: &str) {
+        let payload = events::error(origin.req.as_deref(), id, code, message);
+        self.publisher
+            .to_device(&origin.user, origin.device.as_deref(), payload);
+    }
+}
+
+/// The running message service.
+pub struct Bridge {
+    services: Arc<Services>,
+    shards: Vec<Sender<Job>>,
+    workers: Vec<JoinHandle<()>>,
+    tasks: JoinSet<()>,
+}
+
+impl Bridge {
+    /// Links to every router partition of `broker`, recovers interrupted fan-outs, starts the
+    /// shard workers and begins reading requests. `events` are the broker's connection events.
+    pub async fn start(
+        node_id: u16,
+        store: Store,
+        broker: &Broker,
+        events: UnboundedReceiver<ConnectionEvent>,
+    ) -> Result<Bridge, BridgeError> {
+        let mut txs = Vec::new();
+        let mut rxs = Vec::new();
+        for partition in 0..broker.partitions() {
+            let (mut tx, rx) = broker
+                .local_link(partition, &format!("bridge{partition}"))
+                .await?;
+            for filter in ["/tenants/+/out", "/tenants/+/status"] {
+                tx.subscribe(filter)
+                    .map_err(|e| chat_broker::BrokerError::Link(e.to_string()))?;
+            }
+            txs.push(tx);
+            rxs.push(rx);
+        }
+        let presence = Presence::default();
+        let services = Arc::new(Services {
+            store: store.clone(),
+            publisher: Publisher::start(txs)?,
+            presence: presence.clone(),
+            flusher: Flusher::start(store.clone())?,
+            ids: Snowflake::new(node_id),
+        });
+        let mut shards = Vec::new();
+        let mut workers = Vec::new();
+        for shard in 0..store.config().shards {
+            let writer = store.conv_writer(shard)?;
+            let (tx, rx) = channel();
+            let services = services.clone();
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("chat-shard-{shard}"))
+                    .spawn(move || worker::run(writer, rx, services))?,
+            );
+            shards.push(tx);
+        }
+        let mut tasks = JoinSet::new();
+        tasks.spawn(presence::track(presence, store.clone(), events));
+        let dispatch = Arc::new(intake::Dispatch::new(services.clone(), shards.clone()));
+        for rx in rxs {
+            tasks.spawn(intake::run(rx, dispatch.clone()));
+        }
+        info!(shards = shards.len(), "bridge started");
+        Ok(Bridge {
+            services,
+            shards,
+            workers,
+            tasks,
+        })
+    }
+
+    /// Users with at least one connected device.
+    pub fn online_users(&self) -> usize {
+        self.services.presence.online_users()
+    }
+
+    /// Stops reading requests, lets the workers finish what is queued, and waits for them.
+    /// Call after the broker has stopped accepting.
+    pub async fn shutdown(mut self) {
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        drop(self.shards);
+        let workers = std::mem::take(&mut self.workers);
+        let joined = tokio::task::spawn_blocking(move || {
+            for worker in workers {
+                if worker.join().is_err() {
+                    warn!("a shard worker panicked");
+                }
+            }
+        })
+        .await;
+        if joined.is_err() {
+            warn!("waiting for shard workers failed");
+        }
+        info!("bridge stopped");
+    }
+}

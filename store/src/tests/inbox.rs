@@ -1,0 +1,235 @@
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::open_tmp;
+use crate::{InboxItem, StoreError};
+
+fn msg(conv: &str, seq: u64) -> InboxItem {
+    InboxItem::Msg {
+        conv: conv.into(),
+        seq,
+    }
+}
+
+fn sent(conv: &str, seq: u64) -> InboxItem {
+    InboxItem::Sent {
+        conv: conv.into(),
+        seq,
+    }
+}
+
+#[test]
+fn n_is_gapless_across_appends() {
+    let (_dir, store, _) = open_tmp();
+    assert_eq!(store.inbox_last("bob").unwrap(), 0);
+    let out = store
+        .inbox_append(
+            "bob",
+            vec![
+                msg("d.a.bob", 1),
+                InboxItem::Event(json!({"type": "receipt"})),
+            ],
+        )
+        .unwrap();
+    assert_eq!(out, vec![Some(1), Some(2)]);
+    let out = store
+        .inbox_append("bob", vec![msg("d.a.bob", 2), msg("g.x", 1)])
+        .unwrap();
+    assert_eq!(out, vec![Some(3), Some(4)]);
+    assert_eq!(store.inbox_append("bob", Vec::new()).unwrap(), Vec::new());
+    assert_eq!(store.inbox_last("bob").unwrap(), 4);
+    // Other users have their own n, even "bo" whose key prefix is close.
+    assert_eq!(
+        store.inbox_append("bo", vec![msg("d.a.bo", 1)]).unwrap(),
+        vec![Some(1)]
+    );
+    let (all, more) = store.inbox_after("bob", 0, 10).unwrap();
+    assert!(!more);
+    assert_eq!(
+        all,
+        vec![
+            (1, msg("d.a.bob", 1)),
+            (2, InboxItem::Event(json!({"type": "receipt"}))),
+            (3, msg("d.a.bob", 2)),
+            (4, msg("g.x", 1)),
+        ]
+    );
+    let ns = |after, limit| {
+        let (page, more) = store.inbox_after("bob", after, limit).unwrap();
+        (page.into_iter().map(|(n, _)| n).collect::<Vec<_>>(), more)
+    };
+    assert_eq!(ns(0, 2), (vec![1, 2], true));
+    assert_eq!(ns(2, 2), (vec![3, 4], false));
+    assert_eq!(ns(1, 3), (vec![2, 3, 4], false));
+    assert_eq!(ns(4, 2), (vec![], false));
+    assert_eq!(ns(u64::MAX, 2), (vec![], false));
+    assert_eq!(ns(3, 0), (vec![], true));
+    assert_eq!(store.inbox_after("nobody", 0, 5).unwrap(), (vec![], false));
+}
+
+#[test]
+fn replayed_message_items_are_skipped_without_gap() {
+    let (_dir, store, _) = open_tmp();
+    assert_eq!(
+        store.inbox_append("bob", vec![msg("d.a.bob", 1)]).unwrap(),
+        vec![Some(1)]
+    );
+    assert_eq!(
+        store.inbox_append("bob", vec![msg("d.a.bob", 1)]).unwrap(),
+        vec![None]
+    );
+    // Replays mixed with new items, and a seq repeated inside one call.
+    let out = store
+        .inbox_append(
+            "bob",
+            vec![
+                msg("d.a.bob", 1),
+                msg("d.a.bob", 2),
+                msg("d.a.bob", 2),
+                InboxItem::Event(json!({})),
+                sent("d.a.bob", 3),
+                msg("d.c.bob", 1),
+            ],
+        )
+        .unwrap();
+    assert_eq!(out, vec![None, Some(2), None, Some(3), Some(4), Some(5)]);
+    assert_eq!(
+        store.inbox_append("bob", vec![sent("d.a.bob", 3)]).unwrap(),
+        vec![None]
+    );
+    assert_eq!(store.inbox_last("bob").unwrap(), 5);
+    let (page, _) = store.inbox_after("bob", 0, 100).unwrap();
+    let ns: Vec<u64> = page.iter().map(|(n, _)| *n).collect();
+    assert_eq!(ns, vec![1, 2, 3, 4, 5]);
+    // The watermark is per user: alice gets her own copy.
+    assert_eq!(
+        store
+            .inbox_append("alice", vec![sent("d.a.bob", 1)])
+            .unwrap(),
+        vec![Some(1)]
+    );
+}
+
+#[test]
+fn sent_items_record_their_n() {
+    let (_dir, store, _) = open_tmp();
+    store
+        .inbox_append("alice", vec![msg("d.alice.bob", 1)])
+        .unwrap();
+    let out = store
+        .inbox_append("alice", vec![sent("d.alice.bob", 2), sent("g.grp", 7)])
+        .unwrap();
+    assert_eq!(out, vec![Some(2), Some(3)]);
+    assert_eq!(store.sent_n("alice", "d.alice.bob", 2).unwrap(), Some(2));
+    assert_eq!(store.sent_n("alice", "g.grp", 7).unwrap(), Some(3));
+    assert_eq!(
+        store.sent_n("alice", "d.alice.bob", 1).unwrap(),
+        None,
+        "msg, not sent"
+    );
+    assert_eq!(store.sent_n("bob", "g.grp", 7).unwrap(), None);
+    assert_eq!(store.sent_n("alice", "bad\0", 7).unwrap(), None);
+}
+
+#[test]
+fn invalid_input_writes_nothing() {
+    let (_dir, store, _) = open_tmp();
+    for (user, items) in [
+        ("Bob", vec![msg("d.a.b", 1)]),
+        ("bob", vec![InboxItem::Event(json!(1)), msg("d.a.b", 0)]),
+        ("bob", vec![InboxItem::Event(json!(1)), sent("D.a.b", 1)]),
+    ] {
+        let err = store.inbox_append(user, items).unwrap_err();
+        assert!(matches!(err, StoreError::InvalidInput(_)), "{err:?}");
+    }
+    assert_eq!(store.inbox_last("bob").unwrap(), 0);
+    assert_eq!(
+        store.inbox_append("bob", vec![msg("d.a.b", 1)]).unwrap(),
+        vec![Some(1)]
+    );
+}
+
+#[test]
+fn concurrent_appends_to_one_user_are_gapless() {
+    const THREADS: u64 = 8;
+    const PER_THREAD: u64 = 200;
+    let (_dir, store, _) = open_tmp();
+    let store = Arc::new(store);
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let conv = format!("d.t{t}.zed");
+                let mut got = Vec::new();
+                for i in 0..PER_THREAD {
+                    let items = if i % 2 == 0 {
+                        vec![msg(&conv, i + 1)]
+                    } else {
+                        vec![InboxItem::Event(json!({"i": i})), msg(&conv, i + 1)]
+                    };
+                    got.extend(store.inbox_append("zed", items).unwrap());
+                }
+                got
+            })
+        })
+        .collect();
+    let mut returned = HashSet::new();
+    for h in handles {
+        for n in h.join().unwrap() {
+            assert!(returned.insert(n.unwrap()), "n {n:?} handed out twice");
+        }
+    }
+    let total = THREADS * PER_THREAD * 3 / 2;
+    assert_eq!(returned, (1..=total).collect());
+    assert_eq!(store.inbox_last("zed").unwrap(), total);
+    let (page, more) = store.inbox_after("zed", 0, 10_000).unwrap();
+    assert!(!more);
+    let ns: Vec<u64> = page.iter().map(|(n, _)| *n).collect();
+    assert_eq!(ns, (1..=total).collect::<Vec<_>>());
+    // Within each conversation, n grows with seq (entries written in n order).
+    for t in 0..THREADS {
+        let conv = format!("d.t{t}.zed");
+        let seqs: Vec<u64> = page
+            .iter()
+            .filter_map(|(_, item)| match item {
+                InboxItem::Msg { conv: c, seq } if *c == conv => Some(*seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(seqs, (1..=PER_THREAD).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn item_serde_form() {
+    let v = serde_json::to_value(sent("d.a.b", 3)).unwrap();
+    assert_eq!(v, json!({"sent": {"conv": "d.a.b", "seq": 3}}));
+    let v = serde_json::to_value(InboxItem::Event(json!({"type": "group"}))).unwrap();
+    assert_eq!(v, json!({"event": {"type": "group"}}));
+}
+
+#[test]
+fn corrupt_inbox_bytes_are_an_error() {
+    let (_dir, store, _) = open_tmp();
+    store.inbox_append("bob", vec![msg("d.a.bob", 1)]).unwrap();
+    let tree = store.shard_tree("inbox", store.inbox_shard("bob")).unwrap();
+    let mut key = b"ebob\0".to_vec();
+    key.extend_from_slice(&1u64.to_be_bytes());
+    tree.insert(&key, &b"{\"nope\":1}"[..]).unwrap();
+    assert!(matches!(
+        store.inbox_after("bob", 0, 5),
+        Err(StoreError::Corrupt(_))
+    ));
+    tree.insert(b"wbob\0d.a.bob", &b"123"[..]).unwrap();
+    assert!(matches!(
+        store.inbox_append("bob", vec![msg("d.a.bob", 2)]),
+        Err(StoreError::Corrupt(_))
+    ));
+    tree.insert(b"ebob\0\xff", &b"{}"[..]).unwrap();
+    assert!(matches!(
+        store.inbox_last("bob"),
+        Err(StoreError::Corrupt(_))
+    ));
+}
