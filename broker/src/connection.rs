@@ -52,7 +52,11 @@ pub(crate) async fn handle(
         return session(shared, stream, Credentials::Login, peer).await;
     };
     let handshake_timeout = Duration::from_millis(shared.cfg.handshake_timeout_ms);
-    let stream = match timeout(handshake_timeout, acceptor.accept(stream)).await {
+    let handshake = tokio::select! {
+        r = timeout(handshake_timeout, acceptor.accept(stream)) => r,
+        _ = stopping(shared) => return,
+    };
+    let stream = match handshake {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => return debug!(%peer, "TLS handshake timed out"),
@@ -71,6 +75,16 @@ pub(crate) async fn handle(
     }
 }
 
+/// Resolves once the front end is shutting down (at once if it already is).
+async fn stopping(shared: &Shared) {
+    let mut shutdown = shared.shutdown.clone();
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            return; // the sender is gone, which also means stopping
+        }
+    }
+}
+
 /// CONNECT, authentication, link, then the packet pump.
 async fn session<S>(shared: &Arc<Shared>, stream: S, creds: Credentials, peer: SocketAddr)
 where
@@ -78,11 +92,10 @@ where
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut codec = Codec::new(shared.cfg.max_packet_size);
-    let mut shutdown = shared.shutdown.clone();
     let connect_timeout = Duration::from_millis(shared.cfg.connect_timeout_ms);
     let first = tokio::select! {
         r = timeout(connect_timeout, codec.read_connect(&mut rd)) => r,
-        _ = shutdown.changed() => return,
+        _ = stopping(shared) => return,
     };
     let packet = match first {
         Ok(Ok(packet)) => packet,
@@ -152,7 +165,7 @@ where
         pending_subacks: HashMap::new(),
         idle: Duration::from_millis(u64::from(keep_alive) * 1500),
     };
-    let reason = s.run(&kick, &mut shutdown).await;
+    let reason = s.run(&kick, shared).await;
     s.finish(reason, will).await;
 
     shared.registry.remove(&user, &device, conn);
@@ -267,16 +280,14 @@ struct Session<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
-    async fn run(
-        &mut self,
-        kick: &Notify,
-        shutdown: &mut tokio::sync::watch::Receiver<bool>,
-    ) -> DisconnectReason {
+    async fn run(&mut self, kick: &Notify, shared: &Shared) -> DisconnectReason {
         let mut deadline = Instant::now() + self.idle;
+        let stop = stopping(shared);
+        tokio::pin!(stop);
         loop {
             tokio::select! {
                 _ = kick.notified() => return DisconnectReason::Kicked,
-                _ = shutdown.changed() => return DisconnectReason::Shutdown,
+                _ = &mut stop => return DisconnectReason::Shutdown,
                 _ = tokio::time::sleep_until(deadline) => return DisconnectReason::KeepAliveTimeout,
                 read = self.codec.fill(&mut self.rd) => {
                     match read {
@@ -408,7 +419,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// Writes one router notification, and any others already waiting, to the socket.
+    /// Writes one router notification, and any others already waiting (up to [`WRITE_BATCH`]),
+    /// to the socket. When the router unscheduled this link (its buffer was full), asks it to
+    /// go on once the batch is written; only then, since the router's scheduler treats a wake
+    /// of a link it did not pause as a bug.
     async fn forward_to_client(
         &mut self,
         first: Option<Notification>,
@@ -416,13 +430,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let mut packets = Vec::new();
         let mut unscheduled = false;
         let mut next = first;
-        for _ in 0..WRITE_BATCH {
-            match next.and_then(Option::<Packet>::from) {
-                Some(packet) => packets.push(self.merge_suback(packet)),
-                None => unscheduled = true,
+        for taken in 1..=WRITE_BATCH {
+            match next.take() {
+                Some(Notification::Unschedule) => unscheduled = true,
+                Some(note) => {
+                    if let Some(packet) = Option::<Packet>::from(note) {
+                        packets.push(self.merge_suback(packet));
+                    }
+                }
+                None => {}
+            }
+            if taken == WRITE_BATCH {
+                break;
             }
             match poll_once(self.link_rx.next()) {
-                Some(Ok(n)) => next = n,
+                Some(Ok(note)) => next = note,
                 Some(Err(_)) => {
                     self.link_alive = false;
                     break;
