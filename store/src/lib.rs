@@ -233,6 +233,33 @@ impl fmt::Debug for Store {
     }
 }
 
+/// Opens the sled database. sled releases its file lock only when the last
+/// reference to the database is gone, and its background flusher thread can
+/// hold one for a moment after the `Store` was dropped; so a reopen in the same
+/// process waits up to [`LOCK_WAIT`] for the lock. Another process holding it
+/// still gets the error, just that much later.
+fn open_db(dir: &Path, cfg: &StoreConfig) -> Result<sled::Db, StoreError> {
+    let give_up = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(cfg.cache_capacity_bytes())
+            .open()
+        {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < give_up =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return Ok(r?),
+        }
+    }
+}
+
+/// How long [`Store::open`] waits for a lock held by a just-dropped store.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Store {
     /// Opens (creating if needed) the database in `dir` (e.g. `DATA_DIR/db`).
     ///
@@ -252,10 +279,7 @@ impl Store {
     ) -> Result<Store, StoreError> {
         cfg.validate()?;
         let argon2_params = cfg.argon2_params()?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cfg.cache_capacity_bytes())
-            .open()?;
+        let db = open_db(dir, cfg)?;
         check_meta(&db, cfg)?;
         let dummy_hash = users::dummy_hash(&argon2_params)?;
         let inner = Inner {
