@@ -266,55 +266,43 @@ fn fan_out(services: &Services, msg: &StoredMessage, publish: &mut Outbox) {
 }
 
 /// Moves a receipt watermark and stores `receipt` events for the other member (the author of
-/// the covered messages) and for the reader's other devices.
+/// the covered messages) and for the reader's other devices. Refusals come back as an `error`.
 fn receipt(writer: &mut ConvWriter, services: &Services, job: ReceiptJob, publish: &mut Outbox) {
+    if let Err((code, message)) = try_receipt(writer, services, &job, publish) {
+        services.error(&job.origin, None, code, message);
+    }
+}
+
+fn try_receipt(
+    writer: &mut ConvWriter,
+    services: &Services,
+    job: &ReceiptJob,
+    publish: &mut Outbox,
+) -> Result<(), (ErrorCode, &'static str)> {
     let user = &job.origin.user;
     if !job.conv.is_member_direct(user) {
-        return services.error(
-            &job.origin,
-            None,
-            ErrorCode::Forbidden,
-            "not a member of this conversation",
-        );
+        return Err((ErrorCode::Forbidden, "not a member of this conversation"));
     }
-    let conv = job.conv.to_string();
-    let last = match writer.last_seq(&conv) {
-        Ok(last) => last,
-        Err(e) => {
-            error!(error = %e, "reading last seq failed");
-            return services.error(
-                &job.origin,
-                None,
-                ErrorCode::Unavailable,
-                "storage unavailable",
-            );
-        }
+    let unavailable = |e: chat_store::StoreError| {
+        error!(error = %e, "receipt storage failed");
+        (ErrorCode::Unavailable, "storage unavailable")
     };
+    let conv = job.conv.to_string();
+    let last = writer.last_seq(&conv).map_err(unavailable)?;
     if last == 0 {
-        return services.error(
-            &job.origin,
-            None,
-            ErrorCode::NotFound,
-            "no messages in this conversation",
-        );
+        return Err((ErrorCode::NotFound, "no messages in this conversation"));
     }
     let seq = job.seq.min(last);
     let status = match job.status {
         ReceiptStatus::Delivered => chat_store::ReceiptStatus::Delivered,
         ReceiptStatus::Read => chat_store::ReceiptStatus::Read,
     };
-    match writer.set_receipt(&conv, user, status, seq) {
-        Ok(Some(_)) => {}
-        Ok(None) => return,
-        Err(e) => {
-            error!(error = %e, "storing a receipt failed");
-            return services.error(
-                &job.origin,
-                None,
-                ErrorCode::Unavailable,
-                "storage unavailable",
-            );
-        }
+    if writer
+        .set_receipt(&conv, user, status, seq)
+        .map_err(unavailable)?
+        .is_none()
+    {
+        return Ok(());
     }
     let event = events::receipt_body(&conv, user, job.status, seq, now_ms());
     // The reader's own inbox (their other devices) and the other member's (the author).
@@ -332,6 +320,7 @@ fn receipt(writer: &mut ConvWriter, services: &Services, job: ReceiptJob, publis
             Err(e) => error!(error = %e, user = target, "inbox write failed"),
         }
     }
+    Ok(())
 }
 
 /// A send whose id was seen before: answer with the original `sent` (same msg_id, seq, n).
