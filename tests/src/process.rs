@@ -1,0 +1,186 @@
+//! The real `chatd` binary as a child process: start it on free ports, read the ports from its
+//! banner, signal it, wait for its exit.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// `target/debug/chatd` next to the test executable (`target/debug/deps/NAME`), built with
+/// `cargo build -p chatd --bin chatd` when it is missing. Set `CHATD_BIN` to use another binary.
+///
+/// Note: `cargo test -p chat-tests` does not build the binary itself, so an existing one may be
+/// older than the sources; run `cargo build -p chatd` first when in doubt.
+pub fn chatd_binary() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(locate_chatd).clone()
+}
+
+fn locate_chatd() -> PathBuf {
+    if let Some(bin) = std::env::var_os("CHATD_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable not in target/PROFILE/deps");
+    let bin = dir.join(format!("chatd{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "chatd", "--bin", "chatd"])
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "cargo build -p chatd failed: {status}");
+        assert!(
+            bin.exists(),
+            "{} still missing after the build",
+            bin.display()
+        );
+    } else if let Some(source) = newer_source(&bin) {
+        // Building here could deadlock on the target directory lock `cargo test` holds.
+        eprintln!(
+            "WARNING: {} is older than {}; run `cargo build -p chatd` to test the current code",
+            bin.display(),
+            source.display()
+        );
+    }
+    bin
+}
+
+/// A source file of the workspace's other crates that is newer than `bin`, if any.
+fn newer_source(bin: &Path) -> Option<PathBuf> {
+    let built = std::fs::metadata(bin).and_then(|m| m.modified()).ok()?;
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(here.parent()?)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.as_path() != here)
+        .map(|p| p.join("src"))
+        .filter(|p| p.is_dir())
+        .collect();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).ok()?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t > built)
+            {
+                return Some(path);
+            }
+        }
+    }
+    None
+}
+
+/// A running `chatd` child (killed when dropped).
+pub struct ChatdProcess {
+    pub child: Child,
+    /// Base URL of the HTTP API from the banner.
+    pub http: String,
+    /// The MQTT-over-TLS address from the banner.
+    pub mqtt: SocketAddr,
+    /// The CA certificate path from the banner.
+    pub ca_path: PathBuf,
+    /// Where the child's stderr (its log) goes.
+    pub log: PathBuf,
+}
+
+impl ChatdProcess {
+    /// Runs `chatd --data-dir DATA --http 127.0.0.1:0 --mqtt 127.0.0.1:0` with cheap password
+    /// hashing, its log going to `log`, and reads the listening addresses from the banner
+    /// (within 30 s).
+    pub async fn start(data_dir: &Path, log: &Path) -> ChatdProcess {
+        let log_file = std::fs::File::create(log).expect("creating the log file");
+        let mut child = Command::new(chatd_binary())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0"])
+            .env("CHATD__STORE__PASSWORD_MEMORY_KIB", "256")
+            .env("CHATD__STORE__PASSWORD_ITERATIONS", "1")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawning chatd");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut http, mut mqtt) = (None, None);
+        let read_banner = async {
+            while let Some(line) = lines.next_line().await.expect("reading chatd's stdout") {
+                if let Some(rest) = line.trim_start().strip_prefix("HTTP API") {
+                    http = Some(rest.trim().to_owned());
+                } else if let Some(rest) = line.trim_start().strip_prefix("MQTT (TLS)") {
+                    let (addr, ca) = rest
+                        .split_once("CA certificate:")
+                        .unwrap_or_else(|| panic!("unexpected banner line {line:?}"));
+                    let addr: SocketAddr = addr
+                        .trim()
+                        .parse()
+                        .unwrap_or_else(|e| panic!("bad MQTT address in {line:?}: {e}"));
+                    mqtt = Some((addr, PathBuf::from(ca.trim())));
+                }
+                if http.is_some() && mqtt.is_some() {
+                    return;
+                }
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(30), read_banner)
+            .await
+            .is_err()
+        {
+            panic!(
+                "chatd printed no banner within 30 s; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        let (Some(http), Some((mqtt, ca_path))) = (http, mqtt) else {
+            panic!(
+                "chatd exited before printing its banner; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        };
+        // Keep draining stdout so the child can never block on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        ChatdProcess {
+            child,
+            http,
+            mqtt,
+            ca_path,
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// Sends a signal with `kill -SIG PID` (e.g. `"TERM"`, `"INT"`).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("chatd already reaped");
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{signal} {pid} failed");
+    }
+
+    /// Waits up to `wait` for the child to exit.
+    pub async fn wait_exit(&mut self, wait: Duration) -> Option<ExitStatus> {
+        tokio::time::timeout(wait, self.child.wait())
+            .await
+            .ok()
+            .map(|r| r.expect("waiting for chatd"))
+    }
+
+    /// The child's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
