@@ -8,6 +8,9 @@ use chat_tests::chat::{keys_of, str_of, u64_of, ChatDevice};
 use chat_tests::TestNode;
 use serde_json::{json, Value};
 
+/// A bad request: payload, topic of its error, code, echoed `req`, echoed `id`.
+type Case<'a> = (String, &'a str, &'a str, Option<&'a str>, Option<&'a str>);
+
 /// Publishes `payload` and returns the `error` event it causes, asserting it comes on `topic`
 /// with exactly the fields `type`, `code`, `message` (non-empty) and, when given, `req`/`id`.
 async fn error_for(
@@ -61,7 +64,8 @@ async fn every_bad_request_gets_its_error_and_the_connection_stays_usable() {
     let big = "x".repeat(65_537);
     let exactly_max = "y".repeat(65_536);
 
-    let cases: Vec<(String, &str, &str, Option<&str>, Option<&str>)> = vec![
+    // (payload, topic of the error, code, echoed req, echoed id)
+    let cases: Vec<Case> = vec![
         // Not JSON, not an object, no or unknown type.
         ("hello?".into(), user, "bad_request", None, None),
         ("{\"type\":\"send\"".into(), user, "bad_request", None, None),
