@@ -4,10 +4,11 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use chat_broker::{LinkRx, Notification};
-use chat_proto::{parse_request, parse_status, Conv, ErrorCode, Request, Target};
+use chat_proto::{parse_request, parse_status, Conv, ErrorCode, Request, Status, Target};
 use chat_store::Store;
 use tracing::{debug, warn};
 
+use crate::presence::store_last_seen;
 use crate::reads;
 use crate::worker::{Job, Origin, ReceiptJob, SendJob};
 use crate::Services;
@@ -34,10 +35,9 @@ impl Dispatch {
         };
         match kind {
             "out" => self.on_request(user, payload),
-            "status" => {
-                // The front end's connection events are the truth about presence; status
-                // messages are accepted (and checked) for clients that send them.
-                if let Err(e) = parse_status(payload) {
+            "status" => match parse_status(payload) {
+                Ok(status) => self.on_status(user, &status),
+                Err(e) => {
                     let origin = Origin {
                         user: user.to_owned(),
                         device: e.device.clone(),
@@ -45,8 +45,20 @@ impl Dispatch {
                     };
                     self.services.error(&origin, None, e.code, &e.message);
                 }
-            }
+            },
             _ => {}
+        }
+    }
+
+    /// `online`/`offline` from a connected device: an away device gets no live events (they
+    /// wait in the inbox for `sync`), and the user's last-seen is stored when no device is left.
+    fn on_status(&self, user: &str, status: &Status) {
+        let (device, present) = match status {
+            Status::Online { device } => (device, true),
+            Status::Offline { device } => (device, false),
+        };
+        if self.services.presence.status(user, device, present) {
+            tokio::spawn(store_last_seen(self.store().clone(), user.to_owned()));
         }
     }
 

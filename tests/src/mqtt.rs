@@ -172,6 +172,9 @@ impl TestClient {
         let (client, mut eventloop) = AsyncClient::new(options, 64);
         let mut net = eventloop.network_options();
         net.set_connection_timeout(wait.as_secs().max(1));
+        // As chat clients should: without it, a small write (a PUBACK) waiting for the
+        // server's delayed ACK holds up the next request by up to 40 ms (Nagle).
+        net.set_tcp_nodelay(true);
         eventloop.set_network_options(net);
         let (tx, events) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {

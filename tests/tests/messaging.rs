@@ -465,8 +465,28 @@ async fn throughput_and_latency_of_2000_sends_window_100() {
         run.latency_quantile(1.0)
     );
 
-    let all = http_history_all(&node.client, &node.http, &alice_token, "d.alice.bob").await;
-    assert_eq!(all.len(), N);
+    // Unloaded: one send at a time.
+    let solo = chat_tests::chat::send_windowed(
+        &mut alice,
+        "bob",
+        (0..200).map(|i| format!("solo{i}")),
+        1,
+        body,
+    )
+    .await;
+    assert_eq!(solo.acked.len(), 200, "{:?}", solo.ended);
+    eprintln!(
+        "LATENCY: one send at a time, 200 sends: send->sent p50 {:.2?}, p99 {:.2?}",
+        solo.latency_quantile(0.5),
+        solo.latency_quantile(0.99)
+    );
+    for _ in 0..200 {
+        assert_eq!(bob.expect("a solo msg").await.kind(), "msg");
+    }
+
+    let mut all = http_history_all(&node.client, &node.http, &alice_token, "d.alice.bob").await;
+    assert_eq!(all.len(), N + 200);
+    all.truncate(N);
     for (m, r) in all.iter().zip(&run.acked) {
         assert_eq!(
             (str_of(m, "msg_id"), u64_of(m, "seq")),
@@ -474,7 +494,8 @@ async fn throughput_and_latency_of_2000_sends_window_100() {
         );
         assert_eq!(m["body"], json!(body(&r.id)));
     }
-    // Nothing else reached alice: only her 2,000 sent events.
+    // Nothing else reached alice: only her sent events.
     assert!(run.events.iter().all(|r| r.kind() == "sent"));
+    assert!(solo.events.iter().all(|r| r.kind() == "sent"));
     node.stop().await;
 }
