@@ -10,6 +10,7 @@
 //! - `node.rs`: [`Node`]: wiring and lifecycle
 //! - `http/`: the HTTP API (accounts, sessions, device enrolment), served by axum
 
+pub mod cli;
 pub mod config;
 pub mod http;
 mod node;

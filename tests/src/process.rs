@@ -9,17 +9,10 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// `target/debug/chatd` next to the test executable (`target/debug/deps/NAME`), built with
-/// `cargo build -p chatd --bin chatd` when it is missing. Set `CHATD_BIN` to use another binary.
-///
-/// Note: `cargo test -p chat-tests` does not build the binary itself, so an existing one may be
-/// older than the sources; run `cargo build -p chatd` first when in doubt.
+/// The `chatd` program to run: `CHATD_BIN` if set, else `chatd-under-test`, this package's
+/// build of the `chatd` command line, which cargo builds fresh (in `target/PROFILE/`) before it
+/// runs the integration tests.
 pub fn chatd_binary() -> PathBuf {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(locate_chatd).clone()
-}
-
-fn locate_chatd() -> PathBuf {
     if let Some(bin) = std::env::var_os("CHATD_BIN") {
         return PathBuf::from(bin);
     }
@@ -28,56 +21,13 @@ fn locate_chatd() -> PathBuf {
         .parent()
         .and_then(Path::parent)
         .expect("test executable not in target/PROFILE/deps");
-    let bin = dir.join(format!("chatd{}", std::env::consts::EXE_SUFFIX));
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "-p", "chatd", "--bin", "chatd"])
-            .status()
-            .expect("running cargo build");
-        assert!(status.success(), "cargo build -p chatd failed: {status}");
-        assert!(
-            bin.exists(),
-            "{} still missing after the build",
-            bin.display()
-        );
-    } else if let Some(source) = newer_source(&bin) {
-        // Building here could deadlock on the target directory lock `cargo test` holds.
-        eprintln!(
-            "WARNING: {} is older than {}; run `cargo build -p chatd` to test the current code",
-            bin.display(),
-            source.display()
-        );
-    }
+    let bin = dir.join(format!("chatd-under-test{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run the suites with `cargo test -p chat-tests`, which builds it",
+        bin.display()
+    );
     bin
-}
-
-/// A source file of the workspace's other crates that is newer than `bin`, if any.
-fn newer_source(bin: &Path) -> Option<PathBuf> {
-    let built = std::fs::metadata(bin).and_then(|m| m.modified()).ok()?;
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(here.parent()?)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.as_path() != here)
-        .map(|p| p.join("src"))
-        .filter(|p| p.is_dir())
-        .collect();
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).ok()?.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t > built)
-            {
-                return Some(path);
-            }
-        }
-    }
-    None
 }
 
 /// A running `chatd` child (killed when dropped).

@@ -1,0 +1,148 @@
+//! The `chatd` command line: `chatd [serve]` runs a node until SIGINT/SIGTERM, `chatd config`
+//! prints the effective settings. Kept in the library so that the end-to-end tests can build
+//! the very same program as a binary of their own.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::{Config, Node, Overrides};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "chatd",
+    version,
+    about = "A WhatsApp-class chat node: MQTT over TLS for devices, an HTTP API for accounts and enrolment, durable storage in sled.",
+    after_long_help = concat!("Settings (TOML file, CHATD__SECTION__KEY variables, or the flags above):\n\n", include_str!("../../chatd.example.toml"))
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// TOML configuration file (see the settings below).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (node.data_dir).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// HTTP API listen address (http.listen).
+    #[arg(long, global = true, value_name = "ADDR")]
+    http: Option<String>,
+    /// MQTT-over-TLS listen address (mqtt.listen).
+    #[arg(long, global = true, value_name = "ADDR")]
+    mqtt: Option<String>,
+    /// Enable the plaintext MQTT development listener on ADDR (mqtt.plaintext_listen).
+    #[arg(long, global = true, value_name = "ADDR")]
+    mqtt_plaintext: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node (the default).
+    Serve,
+    /// Print the effective configuration as TOML and exit.
+    Config,
+}
+
+/// Parses the command line and runs `chatd`: what the `chatd` binary's `main` does.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let overrides = Overrides {
+        data_dir: cli.data_dir.clone(),
+        http: cli.http.clone(),
+        mqtt: cli.mqtt.clone(),
+        mqtt_plaintext: cli.mqtt_plaintext.clone(),
+    };
+    let config = match Config::load(cli.config.as_deref(), std::env::vars(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("chatd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Config => {
+            print!("{}", config.to_toml());
+            ExitCode::SUCCESS
+        }
+        Command::Serve => {
+            init_logging(&config);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("chatd: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("chatd: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.node.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.node.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let node = Node::start(config).await.context("starting the node")?;
+    print_banner(&node);
+    wait_for_signal().await?;
+    node.shutdown().await.context("shutting down")?;
+    Ok(())
+}
+
+fn print_banner(node: &Node) {
+    let scheme = if node.http_is_tls() { "https" } else { "http" };
+    let http = format!("{scheme}://{}", node.http_addr());
+    let mqtt = node.mqtt_addr();
+    let ca = node.ca_path();
+    println!("chatd {} is running", env!("CARGO_PKG_VERSION"));
+    println!("  data dir     {}", node.config().node.data_dir.display());
+    println!("  HTTP API     {http}");
+    println!("  MQTT (TLS)   {mqtt}   CA certificate: {}", ca.display());
+    if let Some(plain) = node.mqtt_plaintext_addr() {
+        println!("  MQTT (plain) {plain}   UNENCRYPTED: development only");
+    }
+    println!();
+    println!("Try it:");
+    println!("  curl -s -XPOST {http}/v1/users -d '{{\"user_id\":\"alice\",\"password\":\"wonderland\"}}' -H 'content-type: application/json'");
+    println!("  TOKEN=$(curl -s -XPOST {http}/v1/sessions -d '{{\"user_id\":\"alice\",\"password\":\"wonderland\"}}' -H 'content-type: application/json' | sed 's/.*\"token\":\"\\([0-9a-f]*\\)\".*/\\1/')");
+    println!("  curl -s -XPOST {http}/v1/devices -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' -d '{{\"device_id\":\"laptop\"}}' > laptop.json");
+    println!("  (save cert_pem and key_pem from laptop.json, then)");
+    println!("  mosquitto_sub -h {} -p {} --cafile {} --cert laptop.crt --key laptop.key -i laptop -q 1 -t /tenants/alice/in -v", mqtt.ip(), mqtt.port(), ca.display());
+    println!("The README has the whole walk-through. Stop with Ctrl-C.");
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    Ok(())
+}
