@@ -117,6 +117,16 @@ fn recover(writer: &mut ConvWriter, services: &Services) {
     info!(messages = pending.len(), "finished interrupted fan-outs");
 }
 
+/// Answers a send that could not be stored or flushed: the client retries with the same id.
+fn unavailable(services: &Services, origin: &Origin, id: &str) {
+    services.error(
+        origin,
+        Some(id),
+        ErrorCode::Unavailable,
+        "storage unavailable; retry with the same id",
+    );
+}
+
 /// Events to publish after the group commit: (user, payload).
 type Outbox = Vec<(String, Vec<u8>)>;
 
@@ -133,12 +143,7 @@ fn process(writer: &mut ConvWriter, batch: Vec<Job>, services: &Services) {
                     Ok(found) => found.is_some(),
                     Err(e) => {
                         error!(error = %e, "idempotency lookup failed");
-                        services.error(
-                            &job.origin,
-                            Some(&job.id),
-                            ErrorCode::Unavailable,
-                            "storage unavailable; retry with the same id",
-                        );
+                        unavailable(services, &job.origin, &job.id);
                         continue;
                     }
                 };
@@ -164,6 +169,8 @@ fn process(writer: &mut ConvWriter, batch: Vec<Job>, services: &Services) {
         }
     }
 
+    // The client ids, for answering `unavailable` if the batch cannot be stored or flushed.
+    let ids: Vec<String> = sends.iter().map(|(_, m)| m.client_id.clone()).collect();
     let (origins, new): (Vec<Origin>, Vec<NewMessage>) = sends.into_iter().unzip();
     let stored = if new.is_empty() {
         Vec::new()
@@ -172,13 +179,8 @@ fn process(writer: &mut ConvWriter, batch: Vec<Job>, services: &Services) {
             Ok(stored) => stored,
             Err(e) => {
                 error!(error = %e, "storing messages failed");
-                for origin in &origins {
-                    services.error(
-                        origin,
-                        None,
-                        ErrorCode::Unavailable,
-                        "storage unavailable; retry with the same id",
-                    );
+                for (origin, id) in origins.iter().zip(&ids) {
+                    unavailable(services, origin, id);
                 }
                 Vec::new()
             }
@@ -190,13 +192,8 @@ fn process(writer: &mut ConvWriter, batch: Vec<Job>, services: &Services) {
     if let Err(e) = services.flusher.flush() {
         // Nothing is acknowledged: the client retries with the same id and gets the same message.
         error!(error = %e, "group commit failed");
-        for origin in &origins {
-            services.error(
-                origin,
-                None,
-                ErrorCode::Unavailable,
-                "storage unavailable; retry with the same id",
-            );
+        for (origin, id) in origins.iter().zip(&ids) {
+            unavailable(services, origin, id);
         }
         return;
     }
