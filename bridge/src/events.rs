@@ -1,7 +1,7 @@
 //! Stored records to wire events (PROTOCOL.md field names; optional fields omitted, `msg_id` as
 //! a decimal string, `ts` in unix milliseconds).
 
-use chat_proto::{ErrorCode, ReceiptStatus};
+use chat_proto::{ErrorCode, ReceiptStatus, TypingState};
 use chat_store::StoredMessage;
 use serde_json::{json, Map, Value};
 
@@ -52,6 +52,70 @@ pub(crate) fn sent(msg: &StoredMessage, n: u64) -> Vec<u8> {
 
 pub(crate) fn msg(msg: &StoredMessage, n: Option<u64>) -> Vec<u8> {
     to_bytes(&msg_value(msg, n))
+}
+
+/// Whether a stored entry is a membership change of a group (a system entry).
+pub(crate) fn is_system(msg: &StoredMessage) -> bool {
+    msg.content.get("system").is_some()
+}
+
+/// Whether `user` blocked the sender when the message was stored: such a message is never
+/// delivered to them, and hidden from their history.
+pub(crate) fn hidden_for(msg: &StoredMessage, user: &str) -> bool {
+    msg.content
+        .get("hidden")
+        .and_then(Value::as_array)
+        .is_some_and(|users| users.iter().any(|u| u.as_str() == Some(user)))
+}
+
+/// A conversation entry as its members see it: a `msg` event, or a `group` event for a
+/// membership change. `n` is the member's inbox number (none in history pages).
+pub(crate) fn entry_value(msg: &StoredMessage, n: Option<u64>) -> Value {
+    let Some(system) = msg.content.get("system") else {
+        return msg_value(msg, n);
+    };
+    let mut event = Map::new();
+    event.insert("type".into(), "group".into());
+    let group = msg.content.get("group").cloned().unwrap_or_default();
+    event.insert("group".into(), group);
+    for key in ["name", "event", "members"] {
+        event.insert(key.into(), system.get(key).cloned().unwrap_or_default());
+    }
+    event.insert("by".into(), msg.from.clone().into());
+    event.insert("seq".into(), msg.seq.into());
+    event.insert("ts".into(), msg.ts.into());
+    if let Some(n) = n {
+        event.insert("n".into(), n.into());
+    }
+    Value::Object(event)
+}
+
+/// The `ok` answer to a request with no answer of its own (`group` for `group_create`).
+pub(crate) fn ok(req: Option<&str>, request: &str, group: Option<&str>) -> Vec<u8> {
+    let mut event = Map::new();
+    event.insert("type".into(), "ok".into());
+    if let Some(req) = req {
+        event.insert("req".into(), req.into());
+    }
+    event.insert("request".into(), request.into());
+    if let Some(group) = group {
+        event.insert("group".into(), group.into());
+    }
+    to_bytes(&Value::Object(event))
+}
+
+/// A `presence` event (`last_seen` only when offline and known).
+pub(crate) fn presence(user: &str, online: bool, last_seen: Option<u64>) -> Vec<u8> {
+    let mut event = json!({"type": "presence", "user": user, "state": if online { "online" } else { "offline" }});
+    if let (Some(ts), false, Value::Object(map)) = (last_seen, online, &mut event) {
+        map.insert("last_seen".into(), ts.into());
+    }
+    to_bytes(&event)
+}
+
+/// A `typing` event.
+pub(crate) fn typing(from: &str, conv: &str, state: TypingState) -> Vec<u8> {
+    to_bytes(&json!({"type": "typing", "from": from, "conv": conv, "state": state.as_str()}))
 }
 
 /// A `receipt` event without `n` (stored like this; `n` is added per inbox).

@@ -4,24 +4,31 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use chat_broker::{LinkRx, Notification};
-use chat_proto::{parse_request, parse_status, Conv, ErrorCode, Request, Status, Target};
+use chat_proto::{parse_request, parse_status, ErrorCode, Request, Status, Target};
 use chat_store::Store;
 use tracing::{debug, warn};
 
-use crate::presence::store_last_seen;
-use crate::reads;
+use crate::groups::{GroupJob, GroupOp};
+use crate::limits::{Limited, RateLimiter};
+use crate::presence::{self, Transition};
 use crate::worker::{Job, Origin, ReceiptJob, SendJob};
-use crate::Services;
+use crate::{reads, social, Services};
 
-/// Routes parsed requests to workers and readers.
+/// Routes parsed requests to workers and readers, after the rate limits.
 pub(crate) struct Dispatch {
     services: Arc<Services>,
     shards: Vec<Sender<Job>>,
+    limiter: RateLimiter,
 }
 
 impl Dispatch {
     pub(crate) fn new(services: Arc<Services>, shards: Vec<Sender<Job>>) -> Dispatch {
-        Dispatch { services, shards }
+        let limiter = RateLimiter::new(services.config.requests, services.config.sends);
+        Dispatch {
+            services,
+            shards,
+            limiter,
+        }
     }
 
     fn store(&self) -> &Store {
@@ -51,15 +58,22 @@ impl Dispatch {
     }
 
     /// `online`/`offline` from a connected device: an away device gets no live events (they
-    /// wait in the inbox for `sync`), and the user's last-seen is stored when no device is left.
+    /// wait in the inbox for `sync`); watchers hear when the user as a whole comes or goes.
     fn on_status(&self, user: &str, status: &Status) {
         let (device, present) = match status {
             Status::Online { device } => (device, true),
             Status::Offline { device } => (device, false),
         };
-        if self.services.presence.status(user, device, present) {
-            tokio::spawn(store_last_seen(self.store().clone(), user.to_owned()));
-        }
+        let online = match self.services.presence.status(user, device, present) {
+            Transition::CameOnline => true,
+            Transition::WentOffline => false,
+            Transition::None => return,
+        };
+        tokio::spawn(presence::changed(
+            self.services.clone(),
+            user.to_owned(),
+            online,
+        ));
     }
 
     fn on_request(&self, user: &str, payload: &[u8]) {
@@ -71,6 +85,8 @@ impl Dispatch {
                     device: e.device.clone(),
                     req: e.req.clone(),
                 };
+                // Garbage costs a token too, so a flood of it is cut short like any other.
+                let _ = self.limiter.check(user, false);
                 return self
                     .services
                     .error(&origin, e.id.as_deref(), e.code, &e.message);
@@ -81,60 +97,21 @@ impl Dispatch {
             device: env.device,
             req: env.req,
         };
+        let send_id = match &env.request {
+            Request::Send(send) => Some(send.id.as_str()),
+            _ => None,
+        };
+        if let Err(limited) = self.limiter.check(user, send_id.is_some()) {
+            let message = match limited {
+                Limited::Requests => "too many requests; slow down and retry",
+                Limited::Sends => "too many messages; slow down and retry with the same id",
+            };
+            return self
+                .services
+                .error(&origin, send_id, ErrorCode::RateLimited, message);
+        }
         match env.request {
-            Request::Send(send) => {
-                let chat_proto::SendRequest {
-                    id,
-                    target,
-                    body,
-                    media,
-                    reply_to,
-                } = send;
-                let to = match target {
-                    Target::To(to) => to,
-                    Target::Group(_) => {
-                        return self.services.error(
-                            &origin,
-                            Some(&id),
-                            ErrorCode::BadRequest,
-                            "group messages are not supported by this server yet",
-                        );
-                    }
-                };
-                let conv = match Conv::direct(user, &to) {
-                    Ok(conv) => conv,
-                    Err(_) => {
-                        return self.services.error(
-                            &origin,
-                            Some(&id),
-                            ErrorCode::BadRequest,
-                            "to: cannot send a message to yourself",
-                        );
-                    }
-                };
-                let mut content = serde_json::Map::new();
-                content.insert("to".into(), to.clone().into());
-                if let Some(body) = body {
-                    content.insert("body".into(), body.into());
-                }
-                if let Some(media) = media {
-                    content.insert(
-                        "media".into(),
-                        serde_json::to_value(media).unwrap_or_default(),
-                    );
-                }
-                if let Some(reply_to) = reply_to {
-                    content.insert("reply_to".into(), reply_to.to_string().into());
-                }
-                let job = SendJob {
-                    origin,
-                    id,
-                    conv,
-                    to,
-                    content: content.into(),
-                };
-                self.to_shard(Job::Send(job));
-            }
+            Request::Send(send) => self.on_send(origin, send),
             Request::Receipt(r) => {
                 let job = ReceiptJob {
                     origin,
@@ -160,6 +137,46 @@ impl Dispatch {
                     reads::answer_history(&services, &origin, &conv, before, limit)
                 });
             }
+            Request::GroupCreate(chat_proto::GroupCreateRequest { name, members }) => {
+                // Snowflake ids are unique per node; base 36 keeps them short.
+                let group = base36(self.services.ids.next_id());
+                let op = GroupOp::Create { name, members };
+                self.to_shard(Job::Group(GroupJob { origin, group, op }));
+            }
+            Request::GroupAdd(r) => self.group_job(origin, r.group, GroupOp::Add(r.members)),
+            Request::GroupRemove(r) => self.group_job(origin, r.group, GroupOp::Remove(r.members)),
+            Request::GroupLeave { group } => self.group_job(origin, group, GroupOp::Leave),
+            Request::GroupInfo { group } => {
+                let services = self.services.clone();
+                tokio::task::spawn_blocking(move || {
+                    reads::answer_group_info(&services, &origin, &group)
+                });
+            }
+            Request::PresenceSub { users } => {
+                let services = self.services.clone();
+                tokio::task::spawn_blocking(move || {
+                    social::presence_sub(&services, &origin, &users)
+                });
+            }
+            Request::Typing(t) => {
+                let conv = match t.target.conv(user) {
+                    Ok(conv) => conv,
+                    Err(_) => {
+                        return self.services.error(
+                            &origin,
+                            None,
+                            ErrorCode::BadRequest,
+                            "to: cannot type to yourself",
+                        )
+                    }
+                };
+                let services = self.services.clone();
+                tokio::task::spawn_blocking(move || {
+                    social::typing(&services, &origin, &conv, t.state)
+                });
+            }
+            Request::Block { user: other } => self.block(origin, other, true),
+            Request::Unblock { user: other } => self.block(origin, other, false),
             other => {
                 let message = format!("{} is not supported by this server yet", other.name());
                 self.services
@@ -168,16 +185,81 @@ impl Dispatch {
         }
     }
 
-    fn to_shard(&self, job: Job) {
-        let conv = match &job {
-            Job::Send(j) => j.conv.to_string(),
-            Job::Receipt(j) => j.conv.to_string(),
+    fn on_send(&self, origin: Origin, send: chat_proto::SendRequest) {
+        let chat_proto::SendRequest {
+            id,
+            target,
+            body,
+            media,
+            reply_to,
+        } = send;
+        let conv = match target.conv(&origin.user) {
+            Ok(conv) => conv,
+            Err(_) => {
+                return self.services.error(
+                    &origin,
+                    Some(&id),
+                    ErrorCode::BadRequest,
+                    "to: cannot send a message to yourself",
+                );
+            }
         };
-        let shard = self.store().conv_shard(&conv);
+        let mut content = serde_json::Map::new();
+        match target {
+            Target::To(to) => content.insert("to".into(), to.into()),
+            Target::Group(group) => content.insert("group".into(), group.into()),
+        };
+        if let Some(body) = body {
+            content.insert("body".into(), body.into());
+        }
+        if let Some(media) = media {
+            content.insert(
+                "media".into(),
+                serde_json::to_value(media).unwrap_or_default(),
+            );
+        }
+        if let Some(reply_to) = reply_to {
+            content.insert("reply_to".into(), reply_to.to_string().into());
+        }
+        let job = SendJob {
+            origin,
+            id,
+            conv,
+            content: content.into(),
+        };
+        self.to_shard(Job::Send(job));
+    }
+
+    fn block(&self, origin: Origin, other: String, on: bool) {
+        let services = self.services.clone();
+        tokio::task::spawn_blocking(move || social::block(&services, &origin, &other, on));
+    }
+
+    fn group_job(&self, origin: Origin, group: String, op: GroupOp) {
+        self.to_shard(Job::Group(GroupJob { origin, group, op }));
+    }
+
+    fn to_shard(&self, job: Job) {
+        let shard = self.store().conv_shard(&job.conv());
         if self.shards[shard % self.shards.len()].send(job).is_err() {
             warn!(shard, "shard worker stopped; request dropped");
         }
     }
+}
+
+/// `n` in base 36 (`[0-9a-z]`), for group ids.
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// `/tenants/{user}/{kind}` -> (user, kind).
@@ -211,7 +293,17 @@ pub(crate) async fn run(mut link: LinkRx, dispatch: Arc<Dispatch>) {
 
 #[cfg(test)]
 mod tests {
-    use super::split_topic;
+    use super::{base36, split_topic};
+
+    #[test]
+    fn group_ids_are_base36() {
+        assert_eq!(base36(0), "0");
+        assert_eq!(base36(35), "z");
+        assert_eq!(base36(36), "10");
+        let id = base36(u64::MAX);
+        assert_eq!(id, "3w5e11264sgsf");
+        assert!(chat_proto::valid_id(&id));
+    }
 
     #[test]
     fn topics_name_the_user() {

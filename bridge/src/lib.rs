@@ -11,9 +11,13 @@
 //! Entry point: [`Bridge::start`].
 //!
 //! Layout:
-//! - `intake.rs`: reading requests from the routers and dispatching them
-//! - `worker.rs`: conversation shard workers: send, receipts, fan-out, recovery
-//! - `reads.rs`: `sync` and `history` answers (also used by the HTTP history endpoint)
+//! - `intake.rs`: reading requests from the routers, rate limits, dispatching
+//! - `worker.rs`: conversation shard workers: send, receipts, 1:1 fan-out, recovery
+//! - `groups.rs`: group membership changes (run by the group's shard worker)
+//! - `fanout.rs`: group fan-out queues, one thread per shard
+//! - `social.rs`: presence subscriptions, typing, blocks
+//! - `limits.rs`: per-user token buckets
+//! - `reads.rs`: `sync`, `history` and `group_info` answers (history also serves HTTP)
 //! - `events.rs`: stored records to wire events
 //! - `flusher.rs`: group commit (the only code that flushes the store)
 //! - `publisher.rs`: publishing threads, one per router partition
@@ -21,12 +25,16 @@
 //! - `ids.rs`: Snowflake message ids
 
 mod events;
+mod fanout;
 mod flusher;
+mod groups;
 pub mod ids;
 mod intake;
+pub mod limits;
 mod presence;
 mod publisher;
 pub mod reads;
+mod social;
 mod worker;
 
 use std::sync::mpsc::{channel, Sender};
@@ -41,8 +49,37 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 pub use flusher::Flusher;
-pub use presence::Presence;
+pub use groups::{DEFAULT_MAX_MEMBERS, MAX_MEMBERS_CAP};
+pub use limits::Rate;
+pub use presence::{Presence, MAX_WATCHED_PER_DEVICE};
 pub use publisher::Publisher;
+
+/// The bridge's settings (the node's `[limits]` section).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BridgeConfig {
+    /// Most members of a group, creator included (at most [`MAX_MEMBERS_CAP`]).
+    pub max_group_members: usize,
+    /// Every request of one user (`per_sec` 0: unlimited).
+    pub requests: Rate,
+    /// `send` requests of one user, on top of `requests` (`per_sec` 0: unlimited).
+    pub sends: Rate,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        BridgeConfig {
+            max_group_members: DEFAULT_MAX_MEMBERS,
+            requests: Rate {
+                per_sec: 200.0,
+                burst: 1000.0,
+            },
+            sends: Rate {
+                per_sec: 100.0,
+                burst: 500.0,
+            },
+        }
+    }
+}
 
 use crate::ids::Snowflake;
 use crate::worker::{Job, Origin};
@@ -65,6 +102,7 @@ pub(crate) struct Services {
     pub(crate) presence: Presence,
     pub(crate) flusher: Flusher,
     pub(crate) ids: Snowflake,
+    pub(crate) config: BridgeConfig,
 }
 
 impl Services {
@@ -89,6 +127,7 @@ impl Bridge {
     /// shard workers and begins reading requests. `events` are the broker's connection events.
     pub async fn start(
         node_id: u16,
+        config: BridgeConfig,
         store: Store,
         broker: &Broker,
         events: UnboundedReceiver<ConnectionEvent>,
@@ -113,22 +152,30 @@ impl Bridge {
             presence: presence.clone(),
             flusher: Flusher::start(store.clone())?,
             ids: Snowflake::new(node_id),
+            config,
         });
         let mut shards = Vec::new();
         let mut workers = Vec::new();
         for shard in 0..store.config().shards {
             let writer = store.conv_writer(shard)?;
             let (tx, rx) = channel();
+            let (fanout_tx, fanout_rx) = channel();
+            let fanout_services = services.clone();
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("chat-fanout-{shard}"))
+                    .spawn(move || fanout::run(fanout_rx, fanout_services))?,
+            );
             let services = services.clone();
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("chat-shard-{shard}"))
-                    .spawn(move || worker::run(writer, rx, services))?,
+                    .spawn(move || worker::run(writer, rx, services, fanout_tx))?,
             );
             shards.push(tx);
         }
         let mut tasks = JoinSet::new();
-        tasks.spawn(presence::track(presence, store.clone(), events));
+        tasks.spawn(presence::track(services.clone(), events));
         let dispatch = Arc::new(intake::Dispatch::new(services.clone(), shards.clone()));
         for rx in rxs {
             tasks.spawn(intake::run(rx, dispatch.clone()));

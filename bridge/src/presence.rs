@@ -2,16 +2,26 @@
 //! that into per-user online state, stores last-seen when a user's last device goes, and answers
 //! "is this user online?" for the workers (events are published only to online users; the rest
 //! get them through `sync`, which keeps the routers' memory bounded).
+//!
+//! It also keeps the presence subscriptions (`presence_sub`): which devices watch which users.
+//! A subscription lasts as long as the watching device is connected. When a user comes online or
+//! goes offline, every watching device gets a `presence` event on its own answer topic, unless
+//! one of the two users has blocked the other. Who may watch whom (users who share a
+//! conversation) is checked when the subscription is made (`signals.rs`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chat_broker::ConnectionEvent;
-use chat_store::Store;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, warn};
 
+use crate::events;
 use crate::ids::now_ms;
+use crate::Services;
+
+/// Most users one device may watch at once.
+pub const MAX_WATCHED_PER_DEVICE: usize = 1024;
 
 /// The online table: user -> device -> its open connections and whether it said it is away
 /// (`offline` on `/tenants/{u}/status` while still connected). A user is online while any
@@ -20,6 +30,27 @@ use crate::ids::now_ms;
 #[derive(Clone, Default)]
 pub struct Presence {
     online: Arc<Mutex<HashMap<String, HashMap<String, DeviceState>>>>,
+    watch: Arc<Mutex<Watches>>,
+}
+
+/// Presence subscriptions, both ways round.
+#[derive(Default)]
+struct Watches {
+    /// watched user -> watching (user, device)
+    watchers: HashMap<String, HashSet<(String, String)>>,
+    /// watching (user, device) -> watched users
+    watching: HashMap<(String, String), HashSet<String>>,
+}
+
+/// A change of a user's online state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// The user's first present device appeared.
+    CameOnline,
+    /// The user's last present device went.
+    WentOffline,
+    /// Nothing changed for the user as a whole.
+    None,
 }
 
 /// One connected device.
@@ -62,32 +93,96 @@ impl Presence {
             return false;
         };
         let was = any_present(devices);
+        let mut device_gone = false;
         if let Some(state) = devices.get_mut(device) {
             state.connections = state.connections.saturating_sub(1);
             if state.connections == 0 {
                 devices.remove(device);
+                device_gone = true;
             }
         }
         let now = any_present(devices);
         if devices.is_empty() {
             online.remove(user);
         }
+        drop(online);
+        if device_gone {
+            self.unsubscribe_device(user, device);
+        }
         was && !now
     }
 
     /// A connected device said it is `present` (`online`) or away (`offline`); a device with
-    /// no open connection is ignored (its Last Will arrives after it is gone). Returns true when
-    /// this took the user offline.
-    pub fn status(&self, user: &str, device: &str, present: bool) -> bool {
+    /// no open connection is ignored (its Last Will arrives after it is gone).
+    pub fn status(&self, user: &str, device: &str, present: bool) -> Transition {
         let mut online = self.lock();
         let Some(devices) = online.get_mut(user) else {
-            return false;
+            return Transition::None;
         };
         let was = any_present(devices);
         if let Some(state) = devices.get_mut(device) {
             state.away = !present;
         }
-        was && !any_present(devices)
+        match (was, any_present(devices)) {
+            (false, true) => Transition::CameOnline,
+            (true, false) => Transition::WentOffline,
+            _ => Transition::None,
+        }
+    }
+
+    /// Adds `watched` to what `(user, device)` watches. Fails, changing nothing, if the device
+    /// would watch more than [`MAX_WATCHED_PER_DEVICE`] users.
+    pub fn subscribe(&self, user: &str, device: &str, watched: &[String]) -> Result<(), usize> {
+        let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (user.to_owned(), device.to_owned());
+        let current = watch.watching.get(&key).map_or(0, HashSet::len);
+        let new = watched
+            .iter()
+            .filter(|w| !watch.watching.get(&key).is_some_and(|s| s.contains(*w)))
+            .count();
+        if current + new > MAX_WATCHED_PER_DEVICE {
+            return Err(MAX_WATCHED_PER_DEVICE);
+        }
+        for w in watched {
+            watch
+                .watchers
+                .entry(w.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        watch
+            .watching
+            .entry(key)
+            .or_default()
+            .extend(watched.iter().cloned());
+        Ok(())
+    }
+
+    /// The devices watching `user`: (user, device) pairs.
+    pub fn watchers_of(&self, user: &str) -> Vec<(String, String)> {
+        let watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+        watch
+            .watchers
+            .get(user)
+            .map(|w| w.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Drops every subscription of a device that is gone.
+    fn unsubscribe_device(&self, user: &str, device: &str) {
+        let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (user.to_owned(), device.to_owned());
+        let Some(watched) = watch.watching.remove(&key) else {
+            return;
+        };
+        for w in watched {
+            if let Some(set) = watch.watchers.get_mut(&w) {
+                set.remove(&key);
+                if set.is_empty() {
+                    watch.watchers.remove(&w);
+                }
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, DeviceState>>> {
@@ -95,24 +190,48 @@ impl Presence {
     }
 }
 
-/// Stores that `user` was last seen now, off the async runtime.
-pub(crate) async fn store_last_seen(store: Store, user: String) {
-    let stored = tokio::task::spawn_blocking(move || store.set_last_seen(&user, now_ms())).await;
-    if let Ok(Err(e)) = stored {
-        warn!(error = %e, "storing last-seen failed");
+/// Announces a user's new online state, off the async runtime: stores last-seen when they
+/// went offline, then tells every device watching them (unless either user blocked the other).
+pub(crate) async fn changed(services: Arc<Services>, user: String, online: bool) {
+    let done = tokio::task::spawn_blocking(move || announce(&services, &user, online)).await;
+    if done.is_err() {
+        warn!("announcing a presence change failed");
+    }
+}
+
+fn announce(services: &Services, user: &str, online: bool) {
+    let mut last_seen = None;
+    if !online {
+        let now = now_ms();
+        match services.store.set_last_seen(user, now) {
+            Ok(()) => last_seen = Some(now),
+            Err(e) => warn!(error = %e, "storing last-seen failed"),
+        }
+    }
+    let watchers = services.presence.watchers_of(user);
+    if watchers.is_empty() {
+        return;
+    }
+    let event = events::presence(user, online, last_seen);
+    for (watcher, device) in watchers {
+        match services.store.blocked_either(&watcher, user) {
+            Ok(false) => services
+                .publisher
+                .to_device(&watcher, Some(&device), event.clone()),
+            Ok(true) => {}
+            Err(e) => warn!(error = %e, "block lookup failed"),
+        }
     }
 }
 
 /// Consumes the front end's connection events until the broker stops.
-pub async fn track(
-    presence: Presence,
-    store: Store,
-    mut events: UnboundedReceiver<ConnectionEvent>,
-) {
+pub(crate) async fn track(services: Arc<Services>, mut events: UnboundedReceiver<ConnectionEvent>) {
     while let Some(event) = events.recv().await {
         match event {
             ConnectionEvent::Connected { user, device, .. } => {
-                presence.connected(&user, &device);
+                if services.presence.connected(&user, &device) {
+                    changed(services.clone(), user, true).await;
+                }
             }
             ConnectionEvent::Disconnected {
                 user,
@@ -121,8 +240,8 @@ pub async fn track(
                 ..
             } => {
                 debug!(user, device, ?reason, "device offline");
-                if presence.disconnected(&user, &device) {
-                    store_last_seen(store.clone(), user).await;
+                if services.presence.disconnected(&user, &device) {
+                    changed(services.clone(), user, false).await;
                 }
             }
         }
@@ -131,7 +250,7 @@ pub async fn track(
 
 #[cfg(test)]
 mod tests {
-    use super::Presence;
+    use super::{Presence, Transition};
 
     #[test]
     fn online_until_the_last_connection_of_the_last_device_ends() {
@@ -154,25 +273,64 @@ mod tests {
         let p = Presence::default();
         p.connected("alice", "phone");
         p.connected("alice", "laptop");
-        assert!(
-            !p.status("alice", "phone", false),
+        assert_eq!(
+            p.status("alice", "phone", false),
+            Transition::None,
             "the laptop is still there"
         );
-        assert!(p.status("alice", "laptop", false), "now nobody is");
+        assert_eq!(
+            p.status("alice", "laptop", false),
+            Transition::WentOffline,
+            "now nobody is"
+        );
         assert!(!p.is_online("alice"));
         assert_eq!(p.online_users(), 0);
-        assert!(!p.status("alice", "laptop", false), "already offline");
+        assert_eq!(
+            p.status("alice", "laptop", false),
+            Transition::None,
+            "already offline"
+        );
         assert!(
             !p.disconnected("alice", "laptop"),
             "an away device leaving changes nothing"
         );
-        p.status("alice", "phone", true);
+        assert_eq!(p.status("alice", "phone", true), Transition::CameOnline);
         assert!(p.is_online("alice"));
         p.status("alice", "phone", false);
         assert!(p.connected("alice", "phone"), "a new connection is present");
         // Status of devices that are not connected is ignored.
-        assert!(!p.status("alice", "tablet", true));
-        assert!(!p.status("bob", "x", true));
+        assert_eq!(p.status("alice", "tablet", true), Transition::None);
+        assert_eq!(p.status("bob", "x", true), Transition::None);
         assert!(!p.is_online("bob"));
+    }
+
+    #[test]
+    fn subscriptions_end_with_the_watching_device() {
+        let p = Presence::default();
+        p.connected("amy", "phone");
+        p.connected("amy", "phone");
+        p.subscribe("amy", "phone", &["bob".into(), "cat".into()])
+            .unwrap();
+        p.subscribe("amy", "phone", &["bob".into()]).unwrap();
+        assert_eq!(p.watchers_of("bob"), vec![("amy".into(), "phone".into())]);
+        // One of two connections of the phone closes: still watching.
+        p.disconnected("amy", "phone");
+        assert_eq!(p.watchers_of("cat").len(), 1);
+        p.disconnected("amy", "phone");
+        assert!(p.watchers_of("bob").is_empty());
+        assert!(p.watchers_of("cat").is_empty());
+    }
+
+    #[test]
+    fn a_device_watches_at_most_the_cap() {
+        let p = Presence::default();
+        let many: Vec<String> = (0..super::MAX_WATCHED_PER_DEVICE)
+            .map(|i| format!("u{i}"))
+            .collect();
+        p.subscribe("amy", "phone", &many).unwrap();
+        // Watching someone again costs nothing; someone new is over the cap.
+        p.subscribe("amy", "phone", &many[..3]).unwrap();
+        assert!(p.subscribe("amy", "phone", &["extra".into()]).is_err());
+        assert!(p.watchers_of("extra").is_empty());
     }
 }

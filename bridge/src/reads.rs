@@ -1,5 +1,5 @@
-//! Answers that only read: `sync` (a user's inbox after `n`) and `history` (a conversation's
-//! messages, newest first). They run on the blocking pool; `history_page` also serves
+//! Answers that only read: `sync` (a user's inbox after `n`), `history` (a conversation's
+//! entries, newest first) and `group_info`. They run on the blocking pool; `history_page` also serves
 //! `GET /v1/conversations/{conv}/messages`.
 
 use chat_proto::{Conv, ErrorCode};
@@ -33,7 +33,7 @@ pub fn sync_events(
                 .map(|m| events::sent_value(&m, n)),
             InboxItem::Msg { conv, seq } => store
                 .message(&conv, seq)?
-                .map(|m| events::msg_value(&m, Some(n))),
+                .map(|m| events::entry_value(&m, Some(n))),
             InboxItem::Event(event) => Some(events::with_n_value(&event, n)),
         };
         if let Some(event) = &event {
@@ -52,6 +52,18 @@ pub fn sync_events(
     Ok((out, last, more))
 }
 
+/// Publishes an answer to the requesting device, with the request's `req`.
+fn answer_to(services: &Services, origin: &Origin, mut answer: Value) {
+    if let (Some(req), Value::Object(map)) = (&origin.req, &mut answer) {
+        map.insert("req".into(), req.clone().into());
+    }
+    services.publisher.to_device(
+        &origin.user,
+        origin.device.as_deref(),
+        events::to_bytes(&answer),
+    );
+}
+
 pub(crate) fn answer_sync(
     services: &Services,
     origin: &Origin,
@@ -61,13 +73,8 @@ pub(crate) fn answer_sync(
 ) {
     match sync_events(&services.store, user, after, limit) {
         Ok((events, last, more)) => {
-            let mut answer = json!({"type": "sync", "events": events, "last": last, "more": more});
-            if let (Some(req), Value::Object(map)) = (&origin.req, &mut answer) {
-                map.insert("req".into(), req.clone().into());
-            }
-            services
-                .publisher
-                .to_device(user, origin.device.as_deref(), events::to_bytes(&answer));
+            let answer = json!({"type": "sync", "events": events, "last": last, "more": more});
+            answer_to(services, origin, answer);
         }
         Err(e) => {
             error!(error = %e, user, "sync failed");
@@ -85,7 +92,8 @@ pub enum HistoryError {
     Store(StoreError),
 }
 
-/// A page of `conv` for `user`: `msg` events (without `n`) newest first, and whether older ones exist.
+/// A page of `conv` for `user`, who must be a member (of a group: a current member): `msg` and
+/// `group` entries (without `n`) newest first, and whether older ones exist.
 pub fn history_page(
     store: &Store,
     user: &str,
@@ -93,7 +101,14 @@ pub fn history_page(
     before: Option<u64>,
     limit: usize,
 ) -> Result<(Vec<Value>, bool), HistoryError> {
-    if !conv.is_member_direct(user) {
+    let member = match conv {
+        Conv::Direct(..) => conv.is_member_direct(user),
+        Conv::Group(group) => store
+            .group(group)
+            .map_err(HistoryError::Store)?
+            .is_some_and(|g| g.is_member(user)),
+    };
+    if !member {
         return Err(HistoryError::Forbidden);
     }
     let (messages, mut more) = store
@@ -101,8 +116,10 @@ pub fn history_page(
         .map_err(HistoryError::Store)?;
     let mut out = Vec::with_capacity(messages.len());
     let mut bytes = 0;
-    for m in &messages {
-        let event = events::msg_value(m, None);
+    // Messages stored while the reader blocked their sender are not theirs to see. (They still
+    // count towards `limit`, so a page can be shorter than asked; `more` stays right.)
+    for m in messages.iter().filter(|m| !events::hidden_for(m, user)) {
+        let event = events::entry_value(m, None);
         bytes += events::to_bytes(&event).len();
         if bytes > MAX_ANSWER_BYTES && !out.is_empty() {
             more = true;
@@ -122,15 +139,8 @@ pub(crate) fn answer_history(
 ) {
     match history_page(&services.store, &origin.user, conv, before, limit) {
         Ok((messages, more)) => {
-            let mut answer = json!({"type": "history", "conv": conv.to_string(), "messages": messages, "more": more});
-            if let (Some(req), Value::Object(map)) = (&origin.req, &mut answer) {
-                map.insert("req".into(), req.clone().into());
-            }
-            services.publisher.to_device(
-                &origin.user,
-                origin.device.as_deref(),
-                events::to_bytes(&answer),
-            );
+            let answer = json!({"type": "history", "conv": conv.to_string(), "messages": messages, "more": more});
+            answer_to(services, origin, answer);
         }
         Err(HistoryError::Forbidden) => services.error(
             origin,
@@ -140,6 +150,32 @@ pub(crate) fn answer_history(
         ),
         Err(HistoryError::Store(e)) => {
             error!(error = %e, "history failed");
+            services.error(origin, None, ErrorCode::Unavailable, "storage unavailable");
+        }
+    }
+}
+
+/// `group_info`: the group's name and members, for members only. A group that does not exist
+/// gets the same answer as one the user is not in, so ids cannot be probed.
+pub(crate) fn answer_group_info(services: &Services, origin: &Origin, group: &str) {
+    match services.store.group(group) {
+        Ok(Some(record)) if record.is_member(&origin.user) => {
+            let answer = json!({
+                "type": "group_info",
+                "group": record.id,
+                "name": record.name,
+                "members": crate::groups::members_json(&record.members),
+            });
+            answer_to(services, origin, answer);
+        }
+        Ok(_) => services.error(
+            origin,
+            None,
+            ErrorCode::Forbidden,
+            "group: not a member of this group",
+        ),
+        Err(e) => {
+            error!(error = %e, "group_info failed");
             services.error(origin, None, ErrorCode::Unavailable, "storage unavailable");
         }
     }

@@ -1,14 +1,17 @@
 //! Conversation shard workers. Each owns one shard's [`ConvWriter`], so `seq` is allocated without
 //! locks and every member of a conversation sees one order. A worker takes whatever requests are
 //! queued (up to a batch), writes the new messages and their inbox entries, waits for one group
-//! commit, and only then publishes `sent`, `msg` and `receipt` events.
+//! commit, and only then publishes `sent`, `msg` and `receipt` events. Group entries (messages
+//! and membership changes) are written with the sender's own copy only; after the commit they
+//! go to the shard's fan-out queue (`fanout.rs`), so a large group costs the worker one write.
 //!
-//! Crash safety: a message is written together with a "fan-out pending" marker; inbox entries
-//! carry a per-(user, conversation) watermark, so replaying the fan-out of pending messages on
-//! start-up (in [`recover`]) finishes what a crash interrupted without duplicating anything.
+//! Crash safety: a message is written together with a "fan-out pending" marker (holding the
+//! recipients of a group entry); inbox entries are replay-safe, so finishing the fan-out of
+//! pending entries on start-up (`Worker::recover`) completes what a crash interrupted without
+//! duplicating anything.
 
 use std::collections::HashSet;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +20,8 @@ use chat_store::{ConvWriter, InboxItem, NewMessage, StoredMessage};
 use tracing::{error, info, warn};
 
 use crate::events;
+use crate::fanout::FanoutJob;
+use crate::groups::{self, GroupCache, GroupJob, GroupOp};
 use crate::ids::now_ms;
 use crate::Services;
 
@@ -34,6 +39,18 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 pub(crate) enum Job {
     Send(SendJob),
     Receipt(ReceiptJob),
+    Group(GroupJob),
+}
+
+impl Job {
+    /// The conversation the job belongs to (it picks the shard).
+    pub(crate) fn conv(&self) -> String {
+        match self {
+            Job::Send(j) => j.conv.to_string(),
+            Job::Receipt(j) => j.conv.to_string(),
+            Job::Group(j) => format!("g.{}", j.group),
+        }
+    }
 }
 
 /// Where an answer goes: the requesting user, the device it named, its request id.
@@ -49,8 +66,7 @@ pub(crate) struct SendJob {
     pub origin: Origin,
     pub id: String,
     pub conv: Conv,
-    pub to: String,
-    /// The stored wire fields: `to`, `body`, `media`, `reply_to`.
+    /// The stored wire fields: `to` or `group`, `body`, `media`, `reply_to`.
     pub content: serde_json::Value,
 }
 
@@ -62,9 +78,20 @@ pub(crate) struct ReceiptJob {
     pub seq: u64,
 }
 
-/// Runs a shard worker until its queue closes.
-pub(crate) fn run(mut writer: ConvWriter, jobs: Receiver<Job>, services: Arc<Services>) {
-    recover(&mut writer, &services);
+/// Runs a shard worker until its queue closes. `fanout` is the shard's group fan-out queue.
+pub(crate) fn run(
+    writer: ConvWriter,
+    jobs: Receiver<Job>,
+    services: Arc<Services>,
+    fanout: Sender<FanoutJob>,
+) {
+    let mut worker = Worker {
+        writer,
+        services,
+        groups: GroupCache::new(),
+        fanout,
+    };
+    worker.recover();
     let mut last_purge = Instant::now();
     loop {
         match jobs.recv_timeout(PURGE_EVERY) {
@@ -72,49 +99,24 @@ pub(crate) fn run(mut writer: ConvWriter, jobs: Receiver<Job>, services: Arc<Ser
                 let mut batch = Vec::with_capacity(16);
                 batch.push(first);
                 batch.extend(jobs.try_iter().take(BATCH - 1));
-                process(&mut writer, batch, &services);
+                worker.process(batch);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
         if last_purge.elapsed() >= PURGE_EVERY {
             last_purge = Instant::now();
-            let cutoff = now_ms().saturating_sub(IDEMPOTENCY_RETENTION.as_millis() as u64);
-            match writer.purge_idempotency(cutoff) {
-                Ok(0) => {}
-                Ok(n) => info!(
-                    shard = writer.shard(),
-                    purged = n,
-                    "old idempotency keys removed"
-                ),
-                Err(e) => warn!(error = %e, "idempotency purge failed"),
-            }
+            worker.purge();
         }
     }
 }
 
-/// Finishes the fan-out of messages a crash interrupted. Devices get them through `sync`.
-fn recover(writer: &mut ConvWriter, services: &Services) {
-    let pending = match writer.pending() {
-        Ok(p) => p,
-        Err(e) => return error!(error = %e, "reading pending fan-outs failed"),
-    };
-    if pending.is_empty() {
-        return;
-    }
-    let mut publish = Vec::new();
-    for msg in &pending {
-        fan_out(services, msg, &mut publish);
-    }
-    if let Err(e) = services.flusher.flush() {
-        return error!(error = %e, "flush after recovery failed");
-    }
-    for msg in &pending {
-        if let Err(e) = writer.clear_pending(&msg.conv, msg.seq) {
-            warn!(error = %e, conv = msg.conv, "clearing a pending marker failed");
-        }
-    }
-    info!(messages = pending.len(), "finished interrupted fan-outs");
+/// A conversation shard's writer and what it keeps between batches.
+struct Worker {
+    writer: ConvWriter,
+    services: Arc<Services>,
+    groups: GroupCache,
+    fanout: Sender<FanoutJob>,
 }
 
 /// Answers a send that could not be stored or flushed: the client retries with the same id.
@@ -130,194 +132,463 @@ fn unavailable(services: &Services, origin: &Origin, id: &str) {
 /// Events to publish after the group commit: (user, payload).
 type Outbox = Vec<(String, Vec<u8>)>;
 
-fn process(writer: &mut ConvWriter, batch: Vec<Job>, services: &Services) {
-    let mut sends: Vec<(Origin, NewMessage)> = Vec::new();
-    let mut retries: Vec<(Origin, String)> = Vec::new();
-    let mut in_batch: HashSet<(String, String)> = HashSet::new();
-    let mut publish: Outbox = Vec::new();
-    for job in batch {
-        match job {
-            Job::Send(job) => {
-                let key = (job.origin.user.clone(), job.id.clone());
-                let known = match writer.find_idempotent(&job.origin.user, &job.id) {
-                    Ok(found) => found.is_some(),
-                    Err(e) => {
-                        error!(error = %e, "idempotency lookup failed");
-                        unavailable(services, &job.origin, &job.id);
-                        continue;
-                    }
-                };
-                if known || !in_batch.insert(key) {
-                    retries.push((job.origin, job.id));
-                    continue;
-                }
-                if let Err(message) = check_recipient(services, &job) {
-                    services.error(&job.origin, Some(&job.id), ErrorCode::NotFound, &message);
-                    continue;
-                }
-                let msg = NewMessage {
-                    msg_id: services.ids.next_id(),
-                    conv: job.conv.to_string(),
-                    from: job.origin.user.clone(),
-                    client_id: job.id,
-                    ts: now_ms(),
-                    content: job.content,
-                };
-                sends.push((job.origin, msg));
-            }
-            Job::Receipt(job) => receipt(writer, services, job, &mut publish),
+/// What one batch of jobs has produced so far.
+#[derive(Default)]
+struct Round {
+    /// Sends accepted, not yet written: origin, message, group recipients (empty for 1:1).
+    sends: Vec<(Origin, NewMessage, Vec<String>)>,
+    /// `(sender, id)` of the sends in this batch, to spot a retry inside the batch.
+    in_batch: HashSet<(String, String)>,
+    /// Written sends, to answer `unavailable` if the flush fails.
+    written: Vec<(Origin, String)>,
+    /// Retried sends, answered with their original `sent` after the flush.
+    retries: Vec<(Origin, String)>,
+    /// 1:1 messages whose fan-out is complete once flushed: (conv, seq).
+    done: Vec<(String, u64)>,
+    /// Group entries for the fan-out queue once flushed.
+    handoff: Vec<FanoutJob>,
+    /// Answers (`ok`) to send once flushed: (user, device, payload).
+    answers: Vec<(Origin, Vec<u8>)>,
+    publish: Outbox,
+}
+
+impl Worker {
+    fn purge(&self) {
+        let cutoff = now_ms().saturating_sub(IDEMPOTENCY_RETENTION.as_millis() as u64);
+        match self.writer.purge_idempotency(cutoff) {
+            Ok(0) => {}
+            Ok(n) => info!(
+                shard = self.writer.shard(),
+                purged = n,
+                "old idempotency keys removed"
+            ),
+            Err(e) => warn!(error = %e, "idempotency purge failed"),
         }
     }
 
-    // The client ids, for answering `unavailable` if the batch cannot be stored or flushed.
-    let ids: Vec<String> = sends.iter().map(|(_, m)| m.client_id.clone()).collect();
-    let (origins, new): (Vec<Origin>, Vec<NewMessage>) = sends.into_iter().unzip();
-    let stored = if new.is_empty() {
-        Vec::new()
-    } else {
-        match writer.append(new) {
+    /// Finishes the fan-out of entries a crash interrupted: 1:1 messages here, group entries
+    /// through the fan-out queue (ahead of anything new). Devices get them through `sync`.
+    fn recover(&mut self) {
+        let pending = match self.writer.pending() {
+            Ok(p) => p,
+            Err(e) => return error!(error = %e, "reading pending fan-outs failed"),
+        };
+        if pending.is_empty() {
+            return;
+        }
+        let services = self.services.clone();
+        let mut publish = Vec::new();
+        let mut direct = Vec::new();
+        let count = pending.len();
+        for (msg, recipients) in pending {
+            if recipients.is_empty() && msg.conv.starts_with("d.") {
+                fan_out_direct(&services, &msg, &mut publish);
+                direct.push(msg);
+                continue;
+            }
+            if !events::is_system(&msg) {
+                sender_copy(&services, &msg, &mut publish);
+            }
+            self.hand_off(FanoutJob { msg, recipients });
+        }
+        if let Err(e) = services.flusher.flush() {
+            return error!(error = %e, "flush after recovery failed");
+        }
+        for msg in &direct {
+            if let Err(e) = self.writer.clear_pending(&msg.conv, msg.seq) {
+                warn!(error = %e, conv = msg.conv, "clearing a pending marker failed");
+            }
+        }
+        info!(entries = count, "finishing interrupted fan-outs");
+    }
+
+    fn hand_off(&self, job: FanoutJob) {
+        if self.fanout.send(job).is_err() {
+            warn!("fan-out queue stopped; the entry is fanned out on the next start");
+        }
+    }
+
+    fn process(&mut self, batch: Vec<Job>) {
+        let services = self.services.clone();
+        let mut round = Round::default();
+        for job in batch {
+            match job {
+                Job::Send(job) => self.accept_send(job, &mut round),
+                Job::Receipt(job) => {
+                    if let Err((code, message)) = self.receipt(&job, &mut round.publish) {
+                        services.error(&job.origin, None, code, message);
+                    }
+                }
+                Job::Group(job) => {
+                    // Sends that came first are stored first: they go to the old members.
+                    self.store_sends(&mut round);
+                    self.group_change(job, &mut round);
+                }
+            }
+        }
+        self.store_sends(&mut round);
+        if let Err(e) = services.flusher.flush() {
+            // Nothing is acknowledged: the client retries with the same id and gets the same
+            // message. Group entries still go to the fan-out queue, which flushes again.
+            error!(error = %e, "group commit failed");
+            for (origin, id) in &round.written {
+                unavailable(&services, origin, id);
+            }
+            for (origin, _) in &round.answers {
+                services.error(origin, None, ErrorCode::Unavailable, "storage unavailable");
+            }
+            for job in round.handoff {
+                self.hand_off(job);
+            }
+            return;
+        }
+        for (user, payload) in round.publish {
+            if services.presence.is_online(&user) {
+                services.publisher.to_user(&user, payload);
+            }
+        }
+        for (conv, seq) in &round.done {
+            if let Err(e) = self.writer.clear_pending(conv, *seq) {
+                warn!(error = %e, conv, "clearing a pending marker failed");
+            }
+        }
+        for job in round.handoff {
+            self.hand_off(job);
+        }
+        for (origin, payload) in round.answers {
+            services
+                .publisher
+                .to_device(&origin.user, origin.device.as_deref(), payload);
+        }
+        for (origin, id) in round.retries {
+            answer_retry(&self.writer, &services, &origin, &id);
+        }
+    }
+
+    /// Checks a send and queues it for [`Worker::store_sends`], or answers it at once.
+    fn accept_send(&mut self, job: SendJob, round: &mut Round) {
+        let services = self.services.clone();
+        let key = (job.origin.user.clone(), job.id.clone());
+        let known = match self.writer.find_idempotent(&job.origin.user, &job.id) {
+            Ok(found) => found.is_some(),
+            Err(e) => {
+                error!(error = %e, "idempotency lookup failed");
+                return unavailable(&services, &job.origin, &job.id);
+            }
+        };
+        if known || !round.in_batch.insert(key) {
+            return round.retries.push((job.origin, job.id));
+        }
+        let (recipients, hidden) = match self.audience(&job.origin.user, &job.conv) {
+            Ok(audience) => audience,
+            Err((code, message)) => {
+                return services.error(&job.origin, Some(&job.id), code, &message);
+            }
+        };
+        let SendJob {
+            origin,
+            id,
+            conv,
+            mut content,
+        } = job;
+        if let (false, serde_json::Value::Object(map)) = (hidden.is_empty(), &mut content) {
+            map.insert("hidden".into(), hidden.into());
+        }
+        let msg = NewMessage {
+            msg_id: services.ids.next_id(),
+            conv: conv.to_string(),
+            from: origin.user.clone(),
+            client_id: id,
+            ts: now_ms(),
+            content,
+        };
+        round.sends.push((origin, msg, recipients));
+    }
+
+    /// Who gets a message of `sender` in `conv` (group members; empty for 1:1, where the
+    /// recipient follows from `conv`), and who must never see it (they blocked the sender).
+    /// `Err` is the refusal for the sender.
+    fn audience(
+        &mut self,
+        sender: &str,
+        conv: &Conv,
+    ) -> Result<(Vec<String>, Vec<String>), (ErrorCode, String)> {
+        let store = &self.services.store;
+        let failed = |e: chat_store::StoreError| {
+            error!(error = %e, "checking a send failed");
+            (ErrorCode::Unavailable, "storage unavailable".to_owned())
+        };
+        match conv {
+            Conv::Direct(..) => {
+                let to = conv.other(sender).unwrap_or(sender);
+                if store.user(to).map_err(failed)?.is_none() {
+                    return Err((ErrorCode::NotFound, format!("to: no user {to:?}")));
+                }
+                if store.is_blocked(sender, to).map_err(failed)? {
+                    let message = "to: you blocked this user; unblock them to send";
+                    return Err((ErrorCode::Forbidden, message.to_owned()));
+                }
+                let hidden = if store.is_blocked(to, sender).map_err(failed)? {
+                    vec![to.to_owned()]
+                } else {
+                    Vec::new()
+                };
+                Ok((Vec::new(), hidden))
+            }
+            Conv::Group(group) => {
+                let record = match self.groups.get(&self.writer, group).map_err(failed)? {
+                    Some(record) if record.is_member(sender) => record,
+                    _ => {
+                        let message = "group: not a member of this group";
+                        return Err((ErrorCode::Forbidden, message.to_owned()));
+                    }
+                };
+                let blockers = store.blockers_of(sender).map_err(failed)?;
+                let (hidden, recipients): (Vec<String>, Vec<String>) = record
+                    .member_ids()
+                    .filter(|m| *m != sender)
+                    .map(str::to_owned)
+                    .partition(|m| blockers.contains(m));
+                Ok((recipients, hidden))
+            }
+        }
+    }
+
+    /// Writes the queued sends (not flushed) and queues their inbox entries and events.
+    fn store_sends(&mut self, round: &mut Round) {
+        if round.sends.is_empty() {
+            return;
+        }
+        let services = self.services.clone();
+        let (origins, batch): (Vec<Origin>, Vec<(NewMessage, Vec<String>)>) = round
+            .sends
+            .drain(..)
+            .map(|(origin, msg, recipients)| (origin, (msg, recipients)))
+            .unzip();
+        let recipients: Vec<Vec<String>> = batch.iter().map(|(_, r)| r.clone()).collect();
+        let ids: Vec<String> = batch.iter().map(|(m, _)| m.client_id.clone()).collect();
+        let stored = match self.writer.append_fanout(batch) {
             Ok(stored) => stored,
             Err(e) => {
                 error!(error = %e, "storing messages failed");
                 for (origin, id) in origins.iter().zip(&ids) {
-                    unavailable(services, origin, id);
+                    unavailable(&services, origin, id);
                 }
-                Vec::new()
+                return;
+            }
+        };
+        for ((msg, recipients), (origin, id)) in stored
+            .into_iter()
+            .zip(recipients)
+            .zip(origins.into_iter().zip(ids))
+        {
+            if msg.conv.starts_with("d.") {
+                fan_out_direct(&services, &msg, &mut round.publish);
+                round.done.push((msg.conv.clone(), msg.seq));
+            } else {
+                sender_copy(&services, &msg, &mut round.publish);
+                round.handoff.push(FanoutJob { msg, recipients });
+            }
+            round.written.push((origin, id));
+        }
+    }
+
+    /// Stores a membership change, or answers why not.
+    fn group_change(&mut self, job: GroupJob, round: &mut Round) {
+        let services = self.services.clone();
+        let current = match self.groups.get(&self.writer, &job.group) {
+            Ok(current) => current.cloned(),
+            Err(e) => {
+                error!(error = %e, "reading a group failed");
+                return services.error(
+                    &job.origin,
+                    None,
+                    ErrorCode::Unavailable,
+                    "storage unavailable",
+                );
+            }
+        };
+        let change = match groups::plan(&services, current.as_ref(), &job) {
+            Ok(change) => change,
+            Err((code, message)) => return services.error(&job.origin, None, code, &message),
+        };
+        let groups::Change {
+            record,
+            entry,
+            recipients,
+        } = change;
+        match self.writer.group_change(&record, entry, &recipients) {
+            Ok(msg) => {
+                let created = matches!(job.op, GroupOp::Create { .. });
+                let answer = events::ok(
+                    job.origin.req.as_deref(),
+                    job.op.request_name(),
+                    created.then_some(job.group.as_str()),
+                );
+                self.groups.put(record);
+                round.handoff.push(FanoutJob { msg, recipients });
+                round.answers.push((job.origin, answer));
+            }
+            Err(e) => {
+                error!(error = %e, "storing a group change failed");
+                services.error(
+                    &job.origin,
+                    None,
+                    ErrorCode::Unavailable,
+                    "storage unavailable",
+                );
             }
         }
-    };
-    for msg in &stored {
-        fan_out(services, msg, &mut publish);
     }
-    if let Err(e) = services.flusher.flush() {
-        // Nothing is acknowledged: the client retries with the same id and gets the same message.
-        error!(error = %e, "group commit failed");
-        for (origin, id) in origins.iter().zip(&ids) {
-            unavailable(services, origin, id);
+
+    /// Moves a receipt watermark and stores `receipt` events for the authors of the messages it
+    /// covers and for the reader's other devices.
+    fn receipt(
+        &mut self,
+        job: &ReceiptJob,
+        publish: &mut Outbox,
+    ) -> Result<(), (ErrorCode, &'static str)> {
+        let services = self.services.clone();
+        let user = &job.origin.user;
+        let unavailable = |e: chat_store::StoreError| {
+            error!(error = %e, "receipt storage failed");
+            (ErrorCode::Unavailable, "storage unavailable")
+        };
+        let member = match &job.conv {
+            Conv::Direct(..) => job.conv.is_member_direct(user),
+            Conv::Group(group) => self
+                .groups
+                .get(&self.writer, group)
+                .map_err(unavailable)?
+                .is_some_and(|g| g.is_member(user)),
+        };
+        if !member {
+            return Err((ErrorCode::Forbidden, "not a member of this conversation"));
         }
-        return;
-    }
-    for (user, payload) in publish {
-        if services.presence.is_online(&user) {
-            services.publisher.to_user(&user, payload);
+        let conv = job.conv.to_string();
+        let last = self.writer.last_seq(&conv).map_err(unavailable)?;
+        if last == 0 {
+            return Err((ErrorCode::NotFound, "no messages in this conversation"));
         }
-    }
-    for msg in &stored {
-        if let Err(e) = writer.clear_pending(&msg.conv, msg.seq) {
-            warn!(error = %e, conv = msg.conv, "clearing a pending marker failed");
+        let seq = job.seq.min(last);
+        let status = match job.status {
+            ReceiptStatus::Delivered => chat_store::ReceiptStatus::Delivered,
+            ReceiptStatus::Read => chat_store::ReceiptStatus::Read,
+        };
+        let Some((old, _new)) = self
+            .writer
+            .set_receipt(&conv, user, status, seq)
+            .map_err(unavailable)?
+        else {
+            return Ok(());
+        };
+        // The reader's own inbox (their other devices) and the authors'.
+        let mut targets = vec![user.clone()];
+        match &job.conv {
+            Conv::Direct(..) => targets.extend(job.conv.other(user).map(str::to_owned)),
+            Conv::Group(group) => {
+                let since = match job.status {
+                    ReceiptStatus::Delivered => old.delivered,
+                    ReceiptStatus::Read => old.read,
+                };
+                let authors = authors_between(&services, &conv, since, seq).map_err(unavailable)?;
+                let record = self.groups.get(&self.writer, group).map_err(unavailable)?;
+                targets.extend(
+                    authors
+                        .into_iter()
+                        .filter(|a| a != user && record.is_some_and(|g| g.is_member(a))),
+                );
+            }
         }
-    }
-    for (origin, id) in retries {
-        answer_retry(writer, services, &origin, &id);
+        let event = events::receipt_body(&conv, user, job.status, seq, now_ms());
+        for target in targets {
+            match services
+                .store
+                .inbox_append(&target, vec![InboxItem::Event(event.clone())])
+            {
+                Ok(ns) => {
+                    if let Some(Some(n)) = ns.first() {
+                        publish.push((target, events::with_n(&event, *n)));
+                    }
+                }
+                Err(e) => error!(error = %e, user = target, "inbox write failed"),
+            }
+        }
+        Ok(())
     }
 }
 
-/// The recipient must be a registered user.
-fn check_recipient(services: &Services, job: &SendJob) -> Result<(), String> {
-    match services.store.user(&job.to) {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(format!("to: no user {:?}", job.to)),
-        Err(e) => {
-            error!(error = %e, "user lookup failed");
-            Err("recipient lookup failed".into())
+/// Most messages a group receipt looks at to find the authors it covers.
+const RECEIPT_SCAN_MAX: u64 = 1000;
+
+/// Distinct authors of the messages `since < seq <= upto` of `conv` (the newest
+/// [`RECEIPT_SCAN_MAX`] of them), leaving out membership changes.
+fn authors_between(
+    services: &Services,
+    conv: &str,
+    since: u64,
+    upto: u64,
+) -> Result<Vec<String>, chat_store::StoreError> {
+    let count = upto.saturating_sub(since).min(RECEIPT_SCAN_MAX);
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let limit = usize::try_from(count).unwrap_or(usize::MAX);
+    let (messages, _) = services.store.history(conv, Some(upto + 1), limit)?;
+    let mut authors: Vec<String> = Vec::new();
+    for msg in messages.iter().filter(|m| !events::is_system(m)) {
+        if !authors.contains(&msg.from) {
+            authors.push(msg.from.clone());
         }
     }
+    Ok(authors)
 }
 
-/// Writes the inbox entries of one stored message (the sender's `sent`, the recipients' `msg`)
-/// and queues their events.
-fn fan_out(services: &Services, msg: &StoredMessage, publish: &mut Outbox) {
+/// Writes the inbox entries of one stored 1:1 message (the sender's `sent`, the recipient's
+/// `msg` unless they blocked the sender) and queues their events.
+fn fan_out_direct(services: &Services, msg: &StoredMessage, publish: &mut Outbox) {
     let Ok(conv) = Conv::parse(&msg.conv) else {
         return error!(
             conv = msg.conv,
             "stored message has an invalid conversation id"
         );
     };
-    let item = |sent: bool| {
-        let (conv, seq) = (msg.conv.clone(), msg.seq);
-        if sent {
-            InboxItem::Sent { conv, seq }
-        } else {
-            InboxItem::Msg { conv, seq }
-        }
-    };
     let Some((a, b)) = conv.members_direct() else {
-        return error!(conv = msg.conv, "group fan-out is not supported yet");
+        return error!(conv = msg.conv, "not a 1:1 conversation");
     };
-    for member in [a, b] {
-        let sent = member == msg.from;
-        match services.store.inbox_append(member, vec![item(sent)]) {
-            Ok(ns) => {
-                if let Some(Some(n)) = ns.first() {
-                    let event = if sent {
-                        events::sent(msg, *n)
-                    } else {
-                        events::msg(msg, Some(*n))
-                    };
-                    publish.push((member.to_owned(), event));
-                }
+    sender_copy(services, msg, publish);
+    let to = if a == msg.from { b } else { a };
+    if events::hidden_for(msg, to) {
+        return;
+    }
+    let item = InboxItem::Msg {
+        conv: msg.conv.clone(),
+        seq: msg.seq,
+    };
+    match services.store.inbox_append(to, vec![item]) {
+        Ok(ns) => {
+            if let Some(Some(n)) = ns.first() {
+                publish.push((to.to_owned(), events::msg(msg, Some(*n))));
             }
-            Err(e) => error!(error = %e, user = member, "inbox write failed"),
         }
+        Err(e) => error!(error = %e, user = to, "inbox write failed"),
     }
 }
 
-/// Moves a receipt watermark and stores `receipt` events for the other member (the author of
-/// the covered messages) and for the reader's other devices. Refusals come back as an `error`.
-fn receipt(writer: &mut ConvWriter, services: &Services, job: ReceiptJob, publish: &mut Outbox) {
-    if let Err((code, message)) = try_receipt(writer, services, &job, publish) {
-        services.error(&job.origin, None, code, message);
-    }
-}
-
-fn try_receipt(
-    writer: &mut ConvWriter,
-    services: &Services,
-    job: &ReceiptJob,
-    publish: &mut Outbox,
-) -> Result<(), (ErrorCode, &'static str)> {
-    let user = &job.origin.user;
-    if !job.conv.is_member_direct(user) {
-        return Err((ErrorCode::Forbidden, "not a member of this conversation"));
-    }
-    let unavailable = |e: chat_store::StoreError| {
-        error!(error = %e, "receipt storage failed");
-        (ErrorCode::Unavailable, "storage unavailable")
+/// The sender's own copy of a message (their other devices see it as `sent`).
+fn sender_copy(services: &Services, msg: &StoredMessage, publish: &mut Outbox) {
+    let item = InboxItem::Sent {
+        conv: msg.conv.clone(),
+        seq: msg.seq,
     };
-    let conv = job.conv.to_string();
-    let last = writer.last_seq(&conv).map_err(unavailable)?;
-    if last == 0 {
-        return Err((ErrorCode::NotFound, "no messages in this conversation"));
-    }
-    let seq = job.seq.min(last);
-    let status = match job.status {
-        ReceiptStatus::Delivered => chat_store::ReceiptStatus::Delivered,
-        ReceiptStatus::Read => chat_store::ReceiptStatus::Read,
-    };
-    if writer
-        .set_receipt(&conv, user, status, seq)
-        .map_err(unavailable)?
-        .is_none()
-    {
-        return Ok(());
-    }
-    let event = events::receipt_body(&conv, user, job.status, seq, now_ms());
-    // The reader's own inbox (their other devices) and the other member's (the author).
-    let other = job.conv.other(user).unwrap_or(user).to_owned();
-    for target in [user.clone(), other] {
-        match services
-            .store
-            .inbox_append(&target, vec![InboxItem::Event(event.clone())])
-        {
-            Ok(ns) => {
-                if let Some(Some(n)) = ns.first() {
-                    publish.push((target, events::with_n(&event, *n)));
-                }
+    match services.store.inbox_append(&msg.from, vec![item]) {
+        Ok(ns) => {
+            if let Some(Some(n)) = ns.first() {
+                publish.push((msg.from.clone(), events::sent(msg, *n)));
             }
-            Err(e) => error!(error = %e, user = target, "inbox write failed"),
         }
+        Err(e) => error!(error = %e, user = msg.from, "inbox write failed"),
     }
-    Ok(())
 }
 
 /// A send whose id was seen before: answer with the original `sent` (same msg_id, seq, n).

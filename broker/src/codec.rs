@@ -38,6 +38,8 @@ pub struct Codec {
     version: Version,
     max_packet_size: usize,
     read_buf: BytesMut,
+    /// First byte of the packet decoded last.
+    last_header: u8,
 }
 
 impl Codec {
@@ -46,6 +48,7 @@ impl Codec {
         Codec {
             version: Version::V4,
             max_packet_size,
+            last_header: 0,
             read_buf: BytesMut::with_capacity(4096),
         }
     }
@@ -78,9 +81,10 @@ impl Codec {
 
     /// Decodes the next packet from the buffer if a whole one is there.
     pub fn decode(&mut self) -> Result<Option<Packet>, FrameError> {
-        if self.read_buf.is_empty() {
+        let Some(first) = self.read_buf.first() else {
             return Ok(None);
-        }
+        };
+        self.last_header = *first;
         let result = match self.version {
             Version::V4 => V4.read_mut(&mut self.read_buf, self.max_packet_size),
             Version::V5 => V5.read_mut(&mut self.read_buf, self.max_packet_size),
@@ -90,6 +94,12 @@ impl Codec {
             Err(protocol::Error::InsufficientBytes(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The QoS bits of the fixed header of the packet [`Codec::decode`] returned last (for a
+    /// PUBLISH: 0, 1 or 2; rumqttd keeps its own field private).
+    pub fn last_qos(&self) -> u8 {
+        (self.last_header >> 1) & 0b11
     }
 
     /// Reads more bytes from the stream into the buffer.

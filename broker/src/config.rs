@@ -34,6 +34,11 @@ pub struct BrokerConfig {
     pub segment_count: usize,
     /// Most QoS 1 messages in flight to one device before rumqttd waits for acknowledgements.
     pub max_inflight: u64,
+    /// Most QoS 1 publishes (requests) one connection may have unacknowledged. At this many
+    /// the front end stops reading the connection's socket until acknowledgements catch up,
+    /// so one client cannot queue unbounded work; MQTT 5 clients are told it as Receive
+    /// Maximum. 1-65535.
+    pub max_inflight_in: u16,
 }
 
 impl Default for BrokerConfig {
@@ -50,6 +55,7 @@ impl Default for BrokerConfig {
             segment_size_kib: 256,
             segment_count: 4,
             max_inflight: 200,
+            max_inflight_in: 128,
         }
     }
 }
@@ -80,6 +86,9 @@ impl BrokerConfig {
         }
         if self.max_keep_alive_secs == 0 {
             return Err("mqtt.max_keep_alive_secs must be positive".into());
+        }
+        if self.max_inflight_in == 0 {
+            return Err("mqtt.max_inflight_in must be between 1 and 65535".into());
         }
         if self.segment_size_kib == 0 || self.segment_count == 0 || self.max_inflight == 0 {
             return Err(

@@ -14,8 +14,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::protocol::{
-    ConnAck, Connect, ConnectReturnCode, Disconnect, DisconnectReasonCode, LastWill, Login, Packet,
-    Publish, SubAck, Subscribe, SubscribeReasonCode,
+    ConnAck, ConnAckProperties, Connect, ConnectReturnCode, Disconnect, DisconnectReasonCode,
+    LastWill, Login, Packet, Publish, SubAck, Subscribe, SubscribeReasonCode,
 };
 use rumqttd::Notification;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -120,12 +120,17 @@ where
         Some(link) => link,
         None => return refuse(&codec, &mut wr, ConnectReturnCode::ServiceUnavailable, peer).await,
     };
+    // MQTT 5 clients learn the in-flight cap up front (Receive Maximum).
+    let props = (codec.version() == Version::V5).then(|| ConnAckProperties {
+        receive_max: Some(shared.cfg.max_inflight_in),
+        ..ConnAckProperties::default()
+    });
     let connack = Packet::ConnAck(
         ConnAck {
             session_present: false,
             code: ConnectReturnCode::Success,
         },
-        None,
+        props,
     );
     let mut scratch = BytesMut::with_capacity(4096);
     if write_all(&codec, &mut wr, [connack], &mut scratch)
@@ -164,6 +169,8 @@ where
         user: user.clone(),
         pending_subacks: HashMap::new(),
         idle: Duration::from_millis(u64::from(keep_alive) * 1500),
+        inflight: 0,
+        max_inflight: usize::from(shared.cfg.max_inflight_in),
     };
     let reason = s.run(&kick, shared).await;
     s.finish(reason, will).await;
@@ -277,6 +284,10 @@ struct Session<S> {
     pending_subacks: HashMap<u16, Vec<bool>>,
     /// Silence after which the connection is considered dead (1.5 x keep-alive).
     idle: Duration,
+    /// QoS 1/2 publishes passed to the router and not yet acknowledged to the client.
+    inflight: usize,
+    /// At this many in flight the socket is not read (back-pressure on one client).
+    max_inflight: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -289,7 +300,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 _ = kick.notified() => return DisconnectReason::Kicked,
                 _ = &mut stop => return DisconnectReason::Shutdown,
                 _ = tokio::time::sleep_until(deadline) => return DisconnectReason::KeepAliveTimeout,
-                read = self.codec.fill(&mut self.rd) => {
+                read = self.codec.fill(&mut self.rd), if self.inflight < self.max_inflight => {
                     match read {
                         Ok(()) => deadline = Instant::now() + self.idle,
                         Err(FrameError::Closed) => return DisconnectReason::Lost,
@@ -337,6 +348,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Packet::Publish(publish, props) => {
                     if !self.publish_allowed(&publish) {
                         return Err(DisconnectReason::Violation);
+                    }
+                    // QoS 1 and 2 publishes await an acknowledgement.
+                    if self.codec.last_qos() > 0 {
+                        self.inflight += 1;
                     }
                     to_router.push(Packet::Publish(publish, props));
                 }
@@ -435,6 +450,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Some(Notification::Unschedule) => unscheduled = true,
                 Some(note) => {
                     if let Some(packet) = Option::<Packet>::from(note) {
+                        if matches!(packet, Packet::PubAck(..) | Packet::PubRec(..)) {
+                            self.inflight = self.inflight.saturating_sub(1);
+                        }
                         packets.push(self.merge_suback(packet));
                     }
                 }

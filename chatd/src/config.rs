@@ -24,6 +24,75 @@ pub struct Config {
     pub certs: CertsConfig,
     /// `[store]`: the sled database and password hashing.
     pub store: StoreConfig,
+    /// `[limits]`: group size and per-user rate limits.
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]` settings: group size and per-user rate limits (token buckets).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Most members of a group, creator included (2-1024).
+    pub max_group_members: usize,
+    /// Requests of any kind one user may make per second, sustained (0: no limit).
+    pub requests_per_sec: f64,
+    /// Requests one user may make in a burst after a quiet period.
+    pub requests_burst: f64,
+    /// `send` requests one user may make per second, sustained (0: no limit).
+    pub sends_per_sec: f64,
+    /// `send` requests one user may make in a burst.
+    pub sends_burst: f64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let bridge = chat_bridge::BridgeConfig::default();
+        LimitsConfig {
+            max_group_members: bridge.max_group_members,
+            requests_per_sec: bridge.requests.per_sec,
+            requests_burst: bridge.requests.burst,
+            sends_per_sec: bridge.sends.per_sec,
+            sends_burst: bridge.sends.burst,
+        }
+    }
+}
+
+impl LimitsConfig {
+    fn validate(&self) -> Result<(), String> {
+        let cap = chat_bridge::MAX_MEMBERS_CAP;
+        if !(2..=cap).contains(&self.max_group_members) {
+            return Err(format!(
+                "limits.max_group_members must be between 2 and {cap}"
+            ));
+        }
+        for (name, rate, burst) in [
+            ("requests", self.requests_per_sec, self.requests_burst),
+            ("sends", self.sends_per_sec, self.sends_burst),
+        ] {
+            if !(rate.is_finite() && rate >= 0.0) {
+                return Err(format!("limits.{name}_per_sec must be 0 or more"));
+            }
+            if rate > 0.0 && !(burst.is_finite() && burst >= 1.0) {
+                return Err(format!("limits.{name}_burst must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The bridge's view of these settings.
+    pub fn bridge(&self) -> chat_bridge::BridgeConfig {
+        chat_bridge::BridgeConfig {
+            max_group_members: self.max_group_members,
+            requests: chat_bridge::Rate {
+                per_sec: self.requests_per_sec,
+                burst: self.requests_burst,
+            },
+            sends: chat_bridge::Rate {
+                per_sec: self.sends_per_sec,
+                burst: self.sends_burst,
+            },
+        }
+    }
 }
 
 /// `[node]` settings.
@@ -127,6 +196,7 @@ impl Config {
         self.mqtt.validate().map_err(invalid)?;
         self.certs.validate().map_err(|e| invalid(e.to_string()))?;
         self.store.validate().map_err(|e| invalid(e.to_string()))?;
+        self.limits.validate().map_err(invalid)?;
         Ok(())
     }
 
@@ -191,6 +261,12 @@ mod tests {
         assert!(e.to_string().contains("partitions"), "{e}");
         let e = Config::load(None, env(&[("CHATD__NODE__NODE_ID", "5000")]), &over).unwrap_err();
         assert!(e.to_string().contains("node_id"), "{e}");
+        let big = env(&[("CHATD__LIMITS__MAX_GROUP_MEMBERS", "5000")]);
+        let e = Config::load(None, big, &over).unwrap_err();
+        assert!(e.to_string().contains("max_group_members"), "{e}");
+        let e =
+            Config::load(None, env(&[("CHATD__LIMITS__SENDS_PER_SEC", "-1")]), &over).unwrap_err();
+        assert!(e.to_string().contains("sends_per_sec"), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, "[mqtt]\nlisten_typo = \"x\"\n").unwrap();

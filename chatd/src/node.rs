@@ -99,7 +99,14 @@ impl Node {
             store: store.clone(),
         });
         let (broker, events) = Broker::start(config.mqtt.clone(), mqtt_tls, auth).await?;
-        let bridge = Bridge::start(config.node.node_id, store.clone(), &broker, events).await?;
+        let bridge = Bridge::start(
+            config.node.node_id,
+            config.limits.bridge(),
+            store.clone(),
+            &broker,
+            events,
+        )
+        .await?;
         let background = vec![tokio::spawn(purge_sessions(store.clone()))];
 
         let listener = TcpListener::bind(&config.http.listen)

@@ -72,7 +72,7 @@ impl Event {
             Event::Sent(e) => Some(e.n),
             Event::Msg(e) => e.n,
             Event::Receipt(e) => Some(e.n),
-            Event::Group(e) => Some(e.n),
+            Event::Group(e) => e.n,
             _ => None,
         }
     }
@@ -175,7 +175,9 @@ pub struct Member {
     pub role: Role,
 }
 
-/// `group`: `{type, group, name, event, members:[{user, role}], by, ts, n}`.
+/// `group`: `{type, group, name, event, members:[{user, role}], by, seq, ts, n}`. A membership
+/// change is also an entry of the group's conversation: `seq` is its place there, and `history`
+/// answers list it (without `n`) among the messages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupEvent {
     /// The group id.
@@ -188,10 +190,13 @@ pub struct GroupEvent {
     pub members: Vec<Member>,
     /// Who did it.
     pub by: String,
+    /// Position in the group's conversation.
+    pub seq: u64,
     /// When, unix ms.
     pub ts: u64,
-    /// The receiving user's inbox number for this event.
-    pub n: u64,
+    /// The receiving user's inbox number; absent in `history` answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u64>,
 }
 
 /// `presence`: `{type, user, state, last_seen?}`.
@@ -246,7 +251,7 @@ pub struct SyncAnswer {
     pub more: bool,
 }
 
-/// `history` answer: `{type, req?, conv, messages:[msg...], more}`, newest first.
+/// `history` answer: `{type, req?, conv, messages:[...], more}`, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryAnswer {
     /// The request's `req`.
@@ -254,11 +259,31 @@ pub struct HistoryAnswer {
     pub req: Option<String>,
     /// The conversation.
     pub conv: Conv,
-    /// `msg` events (each with `"type":"msg"`, without `n`), newest first.
-    #[serde(with = "msg_list")]
-    pub messages: Vec<MsgEvent>,
-    /// Whether older messages exist.
+    /// The conversation's entries, newest first, without `n`: `msg` events, and in groups also
+    /// `group` events (membership changes).
+    pub messages: Vec<HistoryEntry>,
+    /// Whether older entries exist.
     pub more: bool,
+}
+
+/// One entry of a `history` answer, tagged by `"type"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HistoryEntry {
+    /// A message.
+    Msg(MsgEvent),
+    /// A group membership change.
+    Group(GroupEvent),
+}
+
+impl HistoryEntry {
+    /// The entry's place in its conversation.
+    pub fn seq(&self) -> u64 {
+        match self {
+            HistoryEntry::Msg(m) => m.seq,
+            HistoryEntry::Group(g) => g.seq,
+        }
+    }
 }
 
 /// `group_info` answer: `{type, req?, group, name, members}`.
@@ -339,33 +364,5 @@ impl<'de> Deserialize<'de> for RawEvent {
         serde_json::value::to_raw_value(&value)
             .map(RawEvent)
             .map_err(serde::de::Error::custom)
-    }
-}
-
-/// Serde adapter: history messages as `msg` events (with `"type":"msg"`).
-mod msg_list {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    use super::MsgEvent;
-
-    #[derive(Serialize)]
-    #[serde(tag = "type", rename_all = "snake_case")]
-    enum Tagged<'a> {
-        Msg(&'a MsgEvent),
-    }
-
-    #[derive(Deserialize)]
-    #[serde(tag = "type", rename_all = "snake_case")]
-    enum Owned {
-        Msg(MsgEvent),
-    }
-
-    pub(super) fn serialize<S: Serializer>(msgs: &[MsgEvent], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(msgs.iter().map(Tagged::Msg))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<MsgEvent>, D::Error> {
-        let owned = Vec::<Owned>::deserialize(d)?;
-        Ok(owned.into_iter().map(|Owned::Msg(m)| m).collect())
     }
 }

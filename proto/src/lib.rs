@@ -40,8 +40,8 @@ mod tests;
 
 pub use error::{ErrorCode, RequestError};
 pub use event::{
-    ErrorEvent, Event, GroupEvent, GroupInfoAnswer, HistoryAnswer, Member, MsgEvent, OkAnswer,
-    PresenceEvent, RawEvent, ReceiptEvent, SentEvent, SyncAnswer, TypingEvent,
+    ErrorEvent, Event, GroupEvent, GroupInfoAnswer, HistoryAnswer, HistoryEntry, Member, MsgEvent,
+    OkAnswer, PresenceEvent, RawEvent, ReceiptEvent, SentEvent, SyncAnswer, TypingEvent,
 };
 pub use ids::{valid_id, Conv, ConvError, MAX_ID_LEN};
 pub use request::{

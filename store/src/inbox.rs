@@ -6,7 +6,7 @@
 //! written (one sled batch per call), so entries appear in `n` order. The
 //! mutex also guards the per-user `last n` cache.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -63,13 +63,16 @@ impl Store {
     /// the next `n`; returns the `n` of each item, or `None` for a message
     /// item that was skipped as a replay.
     ///
-    /// Message items (`Sent`, `Msg`) are applied at most once: a fan-out
-    /// watermark per `(user, conv)` records the highest seq applied, and an
-    /// item with `seq <=` that watermark is skipped without using an `n` (it
-    /// was applied before a crash and is being replayed). So the message
-    /// items of one `(user, conv)` must be appended in increasing `seq`
-    /// order (the conversation's single writer does that). A `Sent` item
-    /// also records its `n` for [`Store::sent_n`].
+    /// Message items (`Sent`, `Msg`) are applied at most once, so replaying
+    /// a fan-out after a crash is harmless (a replayed item gets `None` and
+    /// uses no `n`). For `Msg` items a fan-out watermark per `(user, conv)`
+    /// records the highest seq applied and an item with `seq <=` it is a
+    /// replay, so the `Msg` items of one `(user, conv)` must be appended in
+    /// increasing `seq` order (the conversation's single writer and its
+    /// fan-out queue do that). A `Sent` item records its `n` for
+    /// [`Store::sent_n`], and that record is what marks it as applied; so a
+    /// user's own messages may be written ahead of the `Msg` items of the
+    /// same conversation still queued for them.
     ///
     /// Invalid ids or a message item with seq 0 give
     /// [`StoreError::InvalidInput`] and write nothing. Durable only after the
@@ -102,17 +105,29 @@ impl Store {
         let mut marks: HashMap<&str, u64> = HashMap::new();
         let mut writes = sled::Batch::default();
         let mut out = Vec::with_capacity(items.len());
+        let mut sent_in_batch: HashSet<(&str, u64)> = HashSet::new();
         for item in &items {
-            if let Some((conv, seq)) = item.message_ref() {
-                let mark = match marks.get(conv) {
-                    Some(mark) => *mark,
-                    None => read_fanout_mark(tree, user, conv)?,
-                };
-                if seq <= mark {
-                    out.push(None);
-                    continue;
+            match item {
+                InboxItem::Msg { conv, seq } => {
+                    let mark = match marks.get(conv.as_str()) {
+                        Some(mark) => *mark,
+                        None => read_fanout_mark(tree, user, conv)?,
+                    };
+                    if *seq <= mark {
+                        out.push(None);
+                        continue;
+                    }
+                    marks.insert(conv, *seq);
                 }
-                marks.insert(conv, seq);
+                InboxItem::Sent { conv, seq } => {
+                    let known = !sent_in_batch.insert((conv.as_str(), *seq))
+                        || tree.contains_key(sent_key(user, conv, *seq))?;
+                    if known {
+                        out.push(None);
+                        continue;
+                    }
+                }
+                InboxItem::Event(_) => {}
             }
             n = n
                 .checked_add(1)

@@ -85,6 +85,7 @@
 //! - `receipts.rs`: [`ReceiptStatus`], [`Watermark`]
 //! - `inbox.rs`: [`InboxItem`], per-user inboxes
 //! - `presence.rs`: last-seen times
+//! - `groups.rs`: [`GroupRecord`], the `user_groups` index, blocks
 //! - `tests/`: unit tests (compiled only for `cargo test`)
 //!
 //! # Schema
@@ -108,12 +109,16 @@
 //! | `devices` | `user_id 0x00 device_id` | JSON [`DeviceRecord`] `{user_id, device_id, created_at, cert_serial, cert_expires_at, revoked_at}` |
 //! | `conv.{shard}` | `'m' conv 0x00 seq` | JSON `{msg_id, from, client_id, ts, content}` ([`StoredMessage`] without `conv`, `seq`, which are in the key) |
 //! | `conv.{shard}` | `'i' sender 0x00 client_id` | fixed: `conv 0x00 seq ts`; idempotency key, `ts` = the message's ts (written-at, for [`ConvWriter::purge_idempotency`]) |
-//! | `conv.{shard}` | `'p' conv 0x00 seq` | empty; fan-out of the message is pending |
+//! | `conv.{shard}` | `'p' conv 0x00 seq` | fan-out of the message is pending; empty (1:1: the recipients follow from `conv`) or a JSON list of recipient user ids (groups: the members when it was stored) |
+//! | `conv.{shard}` | `'g' group_id 0x00` | JSON [`GroupRecord`] `{id, name, created_by, created_at, members:[{user, role}]}`, in the shard of `g.{group_id}` |
 //! | `conv.{shard}` | `'r' conv 0x00 user` | JSON [`Watermark`] `{delivered, read}` |
 //! | `inbox.{shard}` | `'e' user 0x00 n` | JSON [`InboxItem`]: `{"sent":{conv,seq}}`, `{"msg":{conv,seq}}` or `{"event":{...}}` |
-//! | `inbox.{shard}` | `'w' user 0x00 conv` | fixed: `seq`, highest seq of `conv` fanned out to `user` |
+//! | `inbox.{shard}` | `'w' user 0x00 conv` | fixed: `seq`, highest seq of `conv` written to `user`'s inbox as a `msg` item |
 //! | `inbox.{shard}` | `'s' user 0x00 conv 0x00 seq` | fixed: `n` of the user's own message in their inbox |
 //! | `lastseen` | `user_id` | fixed: `ts` (unix ms) |
+//! | `user_groups` | `user_id 0x00 group_id` | empty; index of a user's groups |
+//! | `blocks` | `'b' blocker 0x00 blocked` | fixed: `ts` (unix s) of the block |
+//! | `blocks` | `'r' blocked 0x00 blocker` | fixed: `ts`; reverse index (who blocked this user) |
 //!
 //! Notes:
 //! - A session token is 32 random bytes shown to the client as 64 lowercase
@@ -140,6 +145,7 @@ mod codec;
 mod config;
 mod devices;
 mod error;
+mod groups;
 mod inbox;
 mod messages;
 mod presence;
@@ -159,6 +165,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use config::{StoreConfig, MAX_FLUSH_EVERY_MS, MAX_SESSION_TTL_SECS, MAX_SHARDS};
 pub use devices::{DeviceRecord, MAX_CERT_SERIAL_LEN};
 pub use error::StoreError;
+pub use groups::{GroupMember, GroupRecord, GroupRole};
 pub use inbox::InboxItem;
 pub use messages::{NewMessage, StoredMessage, MAX_CLIENT_ID_LEN};
 pub use receipts::{ReceiptStatus, Watermark};
@@ -181,6 +188,10 @@ pub const TREE_USER_SESSIONS: &str = "user_sessions";
 pub const TREE_DEVICES: &str = "devices";
 /// Name of the `lastseen` tree.
 pub const TREE_LAST_SEEN: &str = "lastseen";
+/// Name of the `user_groups` index tree.
+pub const TREE_USER_GROUPS: &str = "user_groups";
+/// Name of the `blocks` tree.
+pub const TREE_BLOCKS: &str = "blocks";
 
 /// Longest id accepted by [`valid_id`].
 pub const MAX_ID_LEN: usize = 32;
@@ -215,6 +226,8 @@ struct Inner {
     user_sessions: sled::Tree,
     devices: sled::Tree,
     lastseen: sled::Tree,
+    user_groups: sled::Tree,
+    blocks: sled::Tree,
     /// Message and inbox shard trees, writer flags and inbox locks.
     shards: shards::ShardState,
     cfg: StoreConfig,
@@ -288,6 +301,8 @@ impl Store {
             user_sessions: db.open_tree(TREE_USER_SESSIONS)?,
             devices: db.open_tree(TREE_DEVICES)?,
             lastseen: db.open_tree(TREE_LAST_SEEN)?,
+            user_groups: db.open_tree(TREE_USER_GROUPS)?,
+            blocks: db.open_tree(TREE_BLOCKS)?,
             shards: shards::ShardState::open(&db, cfg.shards)?,
             db,
             cfg: cfg.clone(),
@@ -326,6 +341,8 @@ impl Store {
                 TREE_USER_SESSIONS,
                 TREE_DEVICES,
                 TREE_LAST_SEEN,
+                TREE_USER_GROUPS,
+                TREE_BLOCKS,
             ]
             .contains(&kind);
         if !kind_ok {

@@ -11,7 +11,7 @@ use crate::codec::{
     corrupt, decode_in, encode, key_num_suffix, tag_key, tag_num_key, tag_prefix, tag_prefix_end,
     SEP,
 };
-use crate::shards::{check_user, valid_conv, ConvWriter, CACHE_MAX_ENTRIES};
+use crate::shards::{check_conv, check_user, valid_conv, ConvWriter, CACHE_MAX_ENTRIES};
 use crate::{Store, StoreError};
 
 /// Key tag: message, `m conv 0x00 seq`.
@@ -135,11 +135,37 @@ impl ConvWriter {
     /// first; this is a guard). On any error nothing is written and no seq
     /// is consumed.
     pub fn append(&mut self, batch: Vec<NewMessage>) -> Result<Vec<StoredMessage>, StoreError> {
-        self.check_batch(&batch)?;
+        self.append_with(
+            batch.into_iter().map(|m| (m, Vec::new())).collect(),
+            Vec::new(),
+        )
+    }
+
+    /// Like [`ConvWriter::append`], with each message's recipients kept in
+    /// its fan-out marker (group messages: the members at the time of the
+    /// send), so that recovery after a crash fans out to the same users.
+    pub fn append_fanout(
+        &mut self,
+        batch: Vec<(NewMessage, Vec<String>)>,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        self.append_with(batch, Vec::new())
+    }
+
+    /// [`ConvWriter::append_fanout`] plus `extra` key/value writes in the
+    /// same atomic batch.
+    pub(crate) fn append_with(
+        &mut self,
+        batch: Vec<(NewMessage, Vec<String>)>,
+        extra: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        self.check_batch(batch.iter().map(|(m, _)| m))?;
+        for user in batch.iter().flat_map(|(_, r)| r) {
+            check_user(user)?;
+        }
         let mut assigned: HashMap<String, u64> = HashMap::new();
         let mut writes = sled::Batch::default();
         let mut out = Vec::with_capacity(batch.len());
-        for msg in batch {
+        for (msg, recipients) in batch {
             let last = match assigned.get(&msg.conv) {
                 Some(seq) => *seq,
                 None => self.last_seq(&msg.conv)?,
@@ -160,7 +186,12 @@ impl ConvWriter {
                 tag_key(TAG_IDEM, &msg.from, msg.client_id.as_bytes()),
                 encode_idem(&msg.conv, seq, msg.ts),
             );
-            writes.insert(tag_num_key(TAG_PENDING, &msg.conv, seq), &[][..]);
+            let marker = if recipients.is_empty() {
+                Vec::new()
+            } else {
+                encode(&recipients)?
+            };
+            writes.insert(tag_num_key(TAG_PENDING, &msg.conv, seq), marker);
             out.push(StoredMessage {
                 msg_id: msg.msg_id,
                 conv: msg.conv,
@@ -171,6 +202,9 @@ impl ConvWriter {
                 content: msg.content,
             });
         }
+        for (key, value) in extra {
+            writes.insert(key, value);
+        }
         self.tree.apply_batch(writes)?;
         for (conv, seq) in assigned {
             self.cache_seq(&conv, seq);
@@ -179,7 +213,10 @@ impl ConvWriter {
     }
 
     /// Validation of [`ConvWriter::append`]; reads only.
-    fn check_batch(&self, batch: &[NewMessage]) -> Result<(), StoreError> {
+    fn check_batch<'a>(
+        &self,
+        batch: impl Iterator<Item = &'a NewMessage>,
+    ) -> Result<(), StoreError> {
         let mut seen = HashSet::new();
         for msg in batch {
             self.check_own_conv(&msg.conv)?;
@@ -202,19 +239,26 @@ impl ConvWriter {
     }
 
     /// Messages whose fan-out is pending (marker `p` still present), in
-    /// `(conv, seq)` order: finish them on start-up, then
-    /// [`ConvWriter::clear_pending`].
-    pub fn pending(&self) -> Result<Vec<StoredMessage>, StoreError> {
+    /// `(conv, seq)` order, with the recipients kept by
+    /// [`ConvWriter::append_fanout`] (empty for plain [`ConvWriter::append`]):
+    /// finish them on start-up, then [`ConvWriter::clear_pending`].
+    pub fn pending(&self) -> Result<Vec<(StoredMessage, Vec<String>)>, StoreError> {
         let mut out = Vec::new();
         for entry in self.tree.scan_prefix([TAG_PENDING]) {
-            let (key, _) = entry?;
+            let (key, marker) = entry?;
+            let recipients: Vec<String> = if marker.is_empty() {
+                Vec::new()
+            } else {
+                decode_in(&self.tree, &key, &marker)?
+            };
             let (conv, seq) = split_conv_seq_key(&self.tree, &key)?;
             let mut msg_key = key.to_vec();
             msg_key[0] = TAG_MSG;
             let Some(bytes) = self.tree.get(&msg_key)? else {
                 return Err(corrupt(&self.tree, &key, "pending marker without message"));
             };
-            out.push(decode_message(&self.tree, &msg_key, conv, seq, &bytes)?);
+            let msg = decode_message(&self.tree, &msg_key, conv, seq, &bytes)?;
+            out.push((msg, recipients));
         }
         Ok(out)
     }
@@ -222,8 +266,7 @@ impl ConvWriter {
     /// Removes the fan-out pending marker of `(conv, seq)` (no-op if absent).
     pub fn clear_pending(&self, conv: &str, seq: u64) -> Result<(), StoreError> {
         self.check_own_conv(conv)?;
-        self.tree.remove(tag_num_key(TAG_PENDING, conv, seq))?;
-        Ok(())
+        self.store.clear_pending(conv, seq)
     }
 
     /// Deletes the idempotency keys written (per [`NewMessage::ts`]) before
@@ -306,6 +349,16 @@ impl Store {
         }
         let more = iter.next().transpose()?.is_some();
         Ok((page, more))
+    }
+
+    /// Removes the fan-out pending marker of `(conv, seq)` (no-op if
+    /// absent), for the thread that finishes a fan-out the conversation's
+    /// writer handed over (group messages). Not flushed.
+    pub fn clear_pending(&self, conv: &str, seq: u64) -> Result<(), StoreError> {
+        check_conv(conv)?;
+        self.conv_tree(conv)
+            .remove(tag_num_key(TAG_PENDING, conv, seq))?;
+        Ok(())
     }
 
     /// Last `seq` of `conv` (0 if empty), read from disk (no cache).

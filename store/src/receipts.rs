@@ -34,8 +34,8 @@ pub struct Watermark {
 impl ConvWriter {
     /// Moves the `(conv, user)` watermark forward to `seq`: `Delivered`
     /// raises `delivered`, `Read` raises both `read` and `delivered`.
-    /// Returns `Some(new)` when something changed, `None` when the receipt
-    /// was old news. `seq` is not checked against the conversation's last
+    /// Returns `Some((old, new))` when something changed, `None` when the
+    /// receipt was old news. `seq` is not checked against the conversation's last
     /// seq (the caller clamps it); `seq` 0, an invalid user or a conversation
     /// of another shard give [`StoreError::InvalidInput`]. Durable only after
     /// the next [`Store::flush`].
@@ -45,7 +45,7 @@ impl ConvWriter {
         user: &str,
         status: ReceiptStatus,
         seq: u64,
-    ) -> Result<Option<Watermark>, StoreError> {
+    ) -> Result<Option<(Watermark, Watermark)>, StoreError> {
         self.check_own_conv(conv)?;
         check_user(user)?;
         if seq == 0 {
@@ -65,7 +65,7 @@ impl ConvWriter {
         }
         // Single writer per shard: no compare-and-swap needed.
         self.tree.insert(key, encode(&new)?)?;
-        Ok(Some(new))
+        Ok(Some((old, new)))
     }
 }
 

@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use rumqttc::{QoS, SubscribeReasonCode};
 use serde_json::{json, Value};
 
-use crate::{Enrolment, TestClient, TestNode, TEST_PASSWORD, WAIT};
+use crate::{tls_options, Enrolment, TestClient, TestNode, TEST_PASSWORD, WAIT};
 
 /// The Snowflake epoch of `msg_id` (2024-01-01T00:00:00Z) in unix milliseconds.
 pub const SNOWFLAKE_EPOCH_MS: u64 = 1_704_067_200_000;
@@ -141,9 +141,36 @@ impl ChatDevice {
     /// Connects the enrolled device to the TLS listener at `addr` and subscribes to its two
     /// topics; panics if the CONNACK or a SUBACK is not a success.
     pub async fn connect(addr: SocketAddr, enrolment: &Enrolment) -> ChatDevice {
+        let options = tls_options(addr, enrolment.tls_config(), &enrolment.device_id);
+        ChatDevice::connect_with(options, enrolment).await
+    }
+
+    /// Connects as an app does: with the Last Will `offline` on `/tenants/{user}/status`, the
+    /// two subscriptions, then `online` on the status topic.
+    pub async fn connect_app(node: &TestNode, enrolment: &Enrolment) -> ChatDevice {
+        let (user, device) = (&enrolment.user, &enrolment.device_id);
+        let status = format!("/tenants/{user}/status");
+        let mut options = tls_options(node.mqtt, enrolment.tls_config(), device);
+        let will = json!({"type": "offline", "device": device}).to_string();
+        options.set_last_will(rumqttc::LastWill::new(
+            &status,
+            will,
+            QoS::AtLeastOnce,
+            false,
+        ));
+        let mut dev = ChatDevice::connect_with(options, enrolment).await;
+        let online = json!({"type": "online", "device": device}).to_string();
+        dev.client
+            .publish(&status, &online)
+            .await
+            .unwrap_or_else(|e| panic!("{user}/{device}: publishing online failed: {e}"));
+        dev
+    }
+
+    async fn connect_with(options: rumqttc::MqttOptions, enrolment: &Enrolment) -> ChatDevice {
         let user = enrolment.user.clone();
         let device = enrolment.device_id.clone();
-        let mut client = TestClient::connect_tls_with(addr, enrolment.tls_config(), &device)
+        let mut client = TestClient::connect(options, WAIT)
             .await
             .unwrap_or_else(|e| panic!("{user}/{device}: connect failed: {e}"));
         let all = format!("/tenants/{user}/in");
@@ -223,6 +250,58 @@ impl ChatDevice {
     pub async fn send(&mut self, id: &str, to: &str, body: &str) {
         self.request(&json!({"type": "send", "id": id, "to": to, "body": body}))
             .await;
+    }
+
+    /// `{"type":"send","id","group","body"}`, waiting for the PUBACK only.
+    pub async fn send_group(&mut self, id: &str, group: &str, body: &str) {
+        self.request(&json!({"type": "send", "id": id, "group": group, "body": body}))
+            .await;
+    }
+
+    /// Publishes `request` with `req` and this device added, and returns the answer with that
+    /// `req` (of any type, `error` included), which must come on this device's own topic.
+    pub async fn ask(&mut self, req: &str, mut request: Value) -> Value {
+        request["req"] = json!(req);
+        request["device"] = json!(self.device);
+        self.request(&request).await;
+        let answer = self
+            .wait_for(&format!("answer to {req}"), WAIT, |r| r.event["req"] == req)
+            .await;
+        assert_eq!(
+            answer.topic,
+            self.device_topic(),
+            "answer to {req}: {}",
+            answer.event
+        );
+        answer.event
+    }
+
+    /// Like [`ChatDevice::ask`], and the answer must be `ok`; returns it.
+    pub async fn ask_ok(&mut self, req: &str, request: Value) -> Value {
+        let answer = self.ask(req, request).await;
+        assert_eq!(answer["type"], "ok", "answer to {req}: {answer}");
+        answer
+    }
+
+    /// Like [`ChatDevice::ask`], and the answer must be an `error` with `code`; returns it.
+    pub async fn ask_error(&mut self, req: &str, request: Value, code: &str) -> Value {
+        let answer = self.ask(req, request).await;
+        assert_eq!(
+            (answer["type"].as_str(), answer["code"].as_str()),
+            (Some("error"), Some(code)),
+            "answer to {req}: {answer}"
+        );
+        answer
+    }
+
+    /// Waits for the next event of type `kind` on `/tenants/{user}/in` (others are stashed).
+    pub async fn wait_user_event(&mut self, kind: &str) -> Value {
+        let topic = self.user_topic();
+        self.wait_for(&format!("a {kind} event"), WAIT, |r| {
+            r.topic == topic && r.kind() == kind
+        })
+        .await
+        .event
     }
 
     /// The next event (stashed ones first), waiting up to `wait`; `None` on timeout or when the

@@ -402,6 +402,8 @@ impl TestClient {
 /// connecting, subscribing, publishing and receiving.
 pub struct TestClientV5 {
     pub client: rumqttc::v5::AsyncClient,
+    /// The server's Receive Maximum from CONNACK, if it sent one.
+    pub receive_max: Option<u16>,
     events: mpsc::UnboundedReceiver<Result<rumqttc::v5::Event, rumqttc::v5::ConnectionError>>,
     inbox: VecDeque<(String, String)>,
     ended: Option<String>,
@@ -454,6 +456,7 @@ impl TestClientV5 {
         });
         let mut c = TestClientV5 {
             client,
+            receive_max: None,
             events,
             inbox: VecDeque::new(),
             ended: None,
@@ -462,6 +465,7 @@ impl TestClientV5 {
         match tokio::time::timeout(WAIT + Duration::from_secs(1), c.events.recv()).await {
             Ok(Some(Ok(Event::Incoming(Packet::ConnAck(ack))))) => {
                 if ack.code == ConnectReturnCode::Success {
+                    c.receive_max = ack.properties.and_then(|p| p.receive_max);
                     Ok(c)
                 } else {
                     Err(ConnectError::Transport(format!(

@@ -118,7 +118,8 @@ impl TestNode {
 
     /// Starts a node: `Config::default()` with the data directory in a fresh temp dir, every
     /// listener (HTTP, MQTT TLS, MQTT plaintext) on `127.0.0.1:0`, cheap argon2 parameters and
-    /// a small sled cache; then `adjust` may change anything before `Node::start`.
+    /// a small sled cache, no rate limits; then `adjust` may change anything before
+    /// `Node::start`.
     pub async fn start_with(adjust: impl FnOnce(&mut chatd::Config)) -> TestNode {
         let dir = tempfile::tempdir().expect("creating a temp dir");
         let mut cfg = chatd::Config::default();
@@ -130,7 +131,38 @@ impl TestNode {
         cfg.store.password_memory_kib = 256;
         cfg.store.password_iterations = 1;
         cfg.store.cache_capacity_mb = 16;
+        // Suites push thousands of messages from one user; the rate-limit suite turns them on.
+        cfg.limits.requests_per_sec = 0.0;
+        cfg.limits.sends_per_sec = 0.0;
         adjust(&mut cfg);
+        TestNode::start_in(dir, cfg).await
+    }
+
+    /// Shuts the node down and starts a new one on the same data directory with the same
+    /// configuration (listeners on new free ports); for "survives a restart" checks.
+    pub async fn restart(self) -> TestNode {
+        self.restart_with(|_| {}).await
+    }
+
+    /// [`TestNode::restart`], calling `between` with the stopped node's configuration (the
+    /// data directory is `cfg.node.data_dir`) before the new node starts.
+    pub async fn restart_with(mut self, between: impl FnOnce(&chatd::Config)) -> TestNode {
+        let node = self.node.take().expect("node already stopped");
+        let cfg = node.config().clone();
+        node.shutdown().await.expect("node shutdown failed");
+        between(&cfg);
+        let mut cfg = cfg;
+        cfg.http.listen = "127.0.0.1:0".into();
+        cfg.mqtt.listen = "127.0.0.1:0".into();
+        cfg.mqtt.plaintext_listen = Some("127.0.0.1:0".into());
+        let dir = std::mem::replace(
+            &mut self.dir,
+            tempfile::tempdir().expect("creating a temp dir"),
+        );
+        TestNode::start_in(dir, cfg).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, cfg: chatd::Config) -> TestNode {
         cfg.validate().expect("test configuration is invalid");
         let node = chatd::Node::start(cfg).await.expect("node failed to start");
         assert!(

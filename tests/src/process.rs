@@ -55,6 +55,8 @@ impl ChatdProcess {
             .args(["--http", "127.0.0.1:0", "--mqtt", "127.0.0.1:0"])
             .env("CHATD__STORE__PASSWORD_MEMORY_KIB", "256")
             .env("CHATD__STORE__PASSWORD_ITERATIONS", "1")
+            .env("CHATD__LIMITS__REQUESTS_PER_SEC", "0")
+            .env("CHATD__LIMITS__SENDS_PER_SEC", "0")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

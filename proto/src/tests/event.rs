@@ -4,8 +4,8 @@ use serde_json::{json, Value};
 
 use crate::{
     Conv, ErrorCode, ErrorEvent, Event, GroupChange, GroupEvent, GroupInfoAnswer, HistoryAnswer,
-    Media, Member, MsgEvent, OkAnswer, PresenceEvent, PresenceState, RawEvent, ReceiptEvent,
-    ReceiptStatus, Role, SentEvent, SyncAnswer, Target, TypingEvent, TypingState,
+    HistoryEntry, Media, Member, MsgEvent, OkAnswer, PresenceEvent, PresenceState, RawEvent,
+    ReceiptEvent, ReceiptStatus, Role, SentEvent, SyncAnswer, Target, TypingEvent, TypingState,
 };
 
 fn conv(s: &str) -> Conv {
@@ -106,14 +106,15 @@ fn receipt_group_presence_typing() {
             },
         ],
         by: "amy".into(),
+        seq: 1,
         ts: 9,
-        n: 1,
+        n: Some(1),
     };
     check(
         Event::Group(group),
         json!({"type":"group","group":"g1","name":"Team","event":"created",
                "members":[{"user":"amy","role":"admin"},{"user":"bob","role":"member"}],
-               "by":"amy","ts":9,"n":1}),
+               "by":"amy","seq":1,"ts":9,"n":1}),
     );
     let online = PresenceEvent {
         user: "amy".into(),
@@ -248,7 +249,7 @@ fn history_answer_holds_msg_events() {
     let answer = HistoryAnswer {
         req: None,
         conv: conv("d.amy.bob"),
-        messages: vec![msg(None)],
+        messages: vec![HistoryEntry::Msg(msg(None))],
         more: true,
     };
     check(
@@ -257,6 +258,14 @@ fn history_answer_holds_msg_events() {
             "type":"msg","msg_id":"7205759403792793600","conv":"d.amy.bob","seq":3,"from":"amy",
             "to":"bob","body":"hi","ts":1_700_000_000_123_u64}],"more":true}),
     );
+    let group = br#"{"type":"history","conv":"g.a","messages":[{"type":"group","group":"a",
+        "name":"A","event":"left","members":[{"user":"bob","role":"member"}],"by":"bob","seq":4,
+        "ts":5}],"more":false}"#;
+    let Ok(Event::History(h)) = Event::from_json(group) else {
+        panic!("a group entry in history parses");
+    };
+    assert_eq!(h.messages[0].seq(), 4);
+    assert!(matches!(&h.messages[0], HistoryEntry::Group(g) if g.n.is_none()));
     let bad = br#"{"type":"history","conv":"g.a","messages":[{"type":"sent"}],"more":false}"#;
     assert!(Event::from_json(bad).is_err());
 }

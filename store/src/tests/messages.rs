@@ -220,7 +220,7 @@ fn pending_markers_listed_then_cleared() {
         .pending()
         .unwrap()
         .into_iter()
-        .map(|m| (m.conv, m.seq))
+        .map(|(m, _)| (m.conv, m.seq))
         .collect();
     assert_eq!(
         listed,
@@ -232,7 +232,7 @@ fn pending_markers_listed_then_cleared() {
         .pending()
         .unwrap()
         .into_iter()
-        .map(|m| m.client_id)
+        .map(|(m, _)| m.client_id)
         .collect();
     assert_eq!(listed, vec!["2", "3"]);
     w.clear_pending(&c[0], 1).unwrap();
@@ -307,7 +307,12 @@ fn everything_survives_reopen() {
         w.find_idempotent("bob", "2").unwrap(),
         Some((conv.into(), 2))
     );
-    let pending: Vec<_> = w.pending().unwrap().into_iter().map(|m| m.seq).collect();
+    let pending: Vec<_> = w
+        .pending()
+        .unwrap()
+        .into_iter()
+        .map(|(m, _)| m.seq)
+        .collect();
     assert_eq!(pending, vec![2, 3]);
     assert_eq!(
         store.receipt(conv, "bob").unwrap(),

@@ -11,7 +11,11 @@ fn receipts_move_forward_only_and_read_implies_delivered() {
     let c = convs_on_shard(&store, 2, 1).remove(0);
     let mut w = store.conv_writer(2).unwrap();
     assert_eq!(store.receipt(&c, "bob").unwrap(), Watermark::default());
-    let mut set = |status, seq| w.set_receipt(&c, "bob", status, seq).unwrap();
+    let mut set = |status, seq| {
+        w.set_receipt(&c, "bob", status, seq)
+            .unwrap()
+            .map(|(_old, new)| new)
+    };
     assert_eq!(set(ReceiptStatus::Delivered, 3), Some(wm(3, 0)));
     assert_eq!(set(ReceiptStatus::Delivered, 3), None);
     assert_eq!(set(ReceiptStatus::Delivered, 2), None);

@@ -1,0 +1,122 @@
+//! Group fan-out: one thread per conversation shard writes a group entry (a message or a
+//! membership change) into each recipient's inbox, after the shard worker has stored it and
+//! answered `sent`. So a large group never holds up the worker: the sender's `sent` waits only
+//! for the entry's own flush, and the members' inbox writes go in bounded batches, each
+//! followed by one group commit and then the `msg` (or `group`) events to online members.
+//!
+//! Jobs are taken in the order the worker stored them, so a member's inbox gets each group's
+//! entries in `seq` order (the inbox's replay watermark relies on it). The entry's fan-out
+//! marker stays until every recipient has it; recovery on start-up queues unfinished entries
+//! again, with the recipients the marker recorded, and replays are skipped by the inbox.
+
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+use chat_store::{InboxItem, StoredMessage};
+use serde_json::Value;
+use tracing::{error, warn};
+
+use crate::events;
+use crate::Services;
+
+/// Inbox writes between two group commits (and event publishes).
+pub(crate) const FANOUT_BATCH: usize = 128;
+
+/// Most jobs taken off the queue at once.
+const JOBS_PER_ROUND: usize = 64;
+
+/// One stored group entry and who gets it.
+#[derive(Debug)]
+pub(crate) struct FanoutJob {
+    pub msg: StoredMessage,
+    pub recipients: Vec<String>,
+}
+
+/// Runs a shard's fan-out queue until the worker (its only sender) is gone.
+pub(crate) fn run(jobs: Receiver<FanoutJob>, services: Arc<Services>) {
+    while let Ok(first) = jobs.recv() {
+        let mut round = vec![first];
+        round.extend(jobs.try_iter().take(JOBS_PER_ROUND - 1));
+        let mut publish: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut written = 0;
+        for job in &round {
+            index_membership(&services, &job.msg);
+            let item = InboxItem::Msg {
+                conv: job.msg.conv.clone(),
+                seq: job.msg.seq,
+            };
+            for user in &job.recipients {
+                match services.store.inbox_append(user, vec![item.clone()]) {
+                    Ok(ns) => {
+                        if let Some(Some(n)) = ns.first() {
+                            let event = events::entry_value(&job.msg, Some(*n));
+                            publish.push((user.clone(), events::to_bytes(&event)));
+                        }
+                    }
+                    Err(e) => error!(error = %e, user, "inbox write failed"),
+                }
+                written += 1;
+                if written % FANOUT_BATCH == 0 && !commit(&services, &mut publish) {
+                    break;
+                }
+            }
+        }
+        if !commit(&services, &mut publish) {
+            // Markers stay: the next start finishes these fan-outs.
+            continue;
+        }
+        for job in &round {
+            if let Err(e) = services.store.clear_pending(&job.msg.conv, job.msg.seq) {
+                warn!(error = %e, conv = job.msg.conv, "clearing a pending marker failed");
+            }
+        }
+    }
+}
+
+/// Flushes, then publishes what is queued to the members that are online. False if the flush
+/// failed (nothing is published: those members get the entries by `sync` after recovery).
+fn commit(services: &Services, publish: &mut Vec<(String, Vec<u8>)>) -> bool {
+    if let Err(e) = services.flusher.flush() {
+        error!(error = %e, "group commit failed during fan-out");
+        publish.clear();
+        return false;
+    }
+    for (user, payload) in publish.drain(..) {
+        if services.presence.is_online(&user) {
+            services.publisher.to_user(&user, payload);
+        }
+    }
+    true
+}
+
+/// Brings the `user_groups` index in step with a membership change (idempotent, so replaying
+/// it after a crash is harmless).
+fn index_membership(services: &Services, msg: &StoredMessage) {
+    let Some(system) = msg.content.get("system") else {
+        return;
+    };
+    let Some(group) = msg.content.get("group").and_then(Value::as_str) else {
+        return;
+    };
+    let joined = matches!(
+        system.get("event").and_then(Value::as_str),
+        Some("created" | "added")
+    );
+    // `members` of a `created`/`added` entry joined; `gone` lists who left or was removed
+    // (a `left` entry may also list a member promoted to admin, who stays).
+    let (list, member_now) = if joined {
+        (system.get("members"), true)
+    } else {
+        (system.get("gone"), false)
+    };
+    for entry in list.and_then(Value::as_array).into_iter().flatten() {
+        let user = entry
+            .get("user")
+            .and_then(Value::as_str)
+            .or_else(|| entry.as_str());
+        let Some(user) = user else { continue };
+        if let Err(e) = services.store.set_user_group(user, group, member_now) {
+            error!(error = %e, user, group, "group index write failed");
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Requests between users that are not messages: presence subscriptions, typing indicators and
+//! blocks. They run on the blocking pool (they read the store), never touch a conversation
+//! shard, and store nothing but blocks.
+//!
+//! Privacy rules: a user's presence is shown only to users who share a conversation with them
+//! (a 1:1 chat with a message in it, or a group), and never between two users when either has
+//! blocked the other. A refused `presence_sub` entry is skipped silently, exactly like one for
+//! a user who does not exist, so the answer never tells whether a user exists or blocked you.
+//! Typing between blocked users is dropped silently for the same reason.
+
+use chat_proto::{Conv, ErrorCode, TypingState};
+use tracing::error;
+
+use crate::events;
+use crate::presence::MAX_WATCHED_PER_DEVICE;
+use crate::worker::Origin;
+use crate::Services;
+
+fn unavailable(services: &Services, origin: &Origin, e: &chat_store::StoreError) {
+    error!(error = %e, "store read failed");
+    services.error(origin, None, ErrorCode::Unavailable, "storage unavailable");
+}
+
+/// `presence_sub`: the current state of every user the requester may see, then changes of
+/// them until the device disconnects; finally an `ok`.
+pub(crate) fn presence_sub(services: &Services, origin: &Origin, users: &[String]) {
+    let Some(device) = origin.device.as_deref() else {
+        return;
+    };
+    let me = origin.user.as_str();
+    let mut allowed = Vec::new();
+    for user in users {
+        let visible = services
+            .store
+            .share_conversation(me, user)
+            .and_then(|shared| Ok(shared && !services.store.blocked_either(me, user)?));
+        match visible {
+            Ok(true) => allowed.push(user.clone()),
+            Ok(false) => {}
+            Err(e) => return unavailable(services, origin, &e),
+        }
+    }
+    if services.presence.subscribe(me, device, &allowed).is_err() {
+        let message = format!("users: a device may watch at most {MAX_WATCHED_PER_DEVICE} users");
+        return services.error(origin, None, ErrorCode::TooLarge, &message);
+    }
+    for user in &allowed {
+        let online = services.presence.is_online(user);
+        let last_seen = if online {
+            None
+        } else {
+            match services.store.last_seen(user) {
+                Ok(ts) => ts,
+                Err(e) => return unavailable(services, origin, &e),
+            }
+        };
+        let event = events::presence(user, online, last_seen);
+        services.publisher.to_device(me, Some(device), event);
+    }
+    let ok = events::ok(origin.req.as_deref(), "presence_sub", None);
+    services.publisher.to_device(me, Some(device), ok);
+}
+
+/// `typing`: forwarded at once to the other member(s) who are online, never stored.
+pub(crate) fn typing(services: &Services, origin: &Origin, conv: &Conv, state: TypingState) {
+    let me = origin.user.as_str();
+    let recipients: Vec<String> = match conv {
+        Conv::Direct(..) => {
+            let Some(to) = conv.other(me) else { return };
+            match services.store.user(to) {
+                Ok(Some(_)) => vec![to.to_owned()],
+                Ok(None) => {
+                    let message = format!("to: no user {to:?}");
+                    return services.error(origin, None, ErrorCode::NotFound, &message);
+                }
+                Err(e) => return unavailable(services, origin, &e),
+            }
+        }
+        Conv::Group(group) => match services.store.group(group) {
+            Ok(Some(record)) if record.is_member(me) => record
+                .member_ids()
+                .filter(|m| *m != me)
+                .map(str::to_owned)
+                .collect(),
+            Ok(_) => {
+                return services.error(
+                    origin,
+                    None,
+                    ErrorCode::Forbidden,
+                    "group: not a member of this group",
+                )
+            }
+            Err(e) => return unavailable(services, origin, &e),
+        },
+    };
+    let event = events::typing(me, &conv.to_string(), state);
+    for user in recipients {
+        if !services.presence.is_online(&user) {
+            continue;
+        }
+        match services.store.blocked_either(me, &user) {
+            Ok(false) => services.publisher.to_user(&user, event.clone()),
+            Ok(true) => {}
+            Err(e) => error!(error = %e, "block lookup failed"),
+        }
+    }
+}
+
+/// `block` / `unblock`: stored and flushed before the `ok`.
+pub(crate) fn block(services: &Services, origin: &Origin, user: &str, on: bool) {
+    let me = origin.user.as_str();
+    if user == me {
+        return services.error(
+            origin,
+            None,
+            ErrorCode::BadRequest,
+            "user: you cannot block yourself",
+        );
+    }
+    if let Err(e) = services.store.set_block(me, user, on) {
+        return unavailable(services, origin, &e);
+    }
+    if let Err(e) = services.flusher.flush() {
+        error!(error = %e, "flush after block failed");
+        return services.error(origin, None, ErrorCode::Unavailable, "storage unavailable");
+    }
+    let request = if on { "block" } else { "unblock" };
+    let ok = events::ok(origin.req.as_deref(), request, None);
+    services
+        .publisher
+        .to_device(me, origin.device.as_deref(), ok);
+}
