@@ -51,6 +51,7 @@ pub(crate) fn run(jobs: Receiver<FanoutJob>, services: Arc<Services>) {
                         if let Some(Some(n)) = ns.first() {
                             let event = events::entry_value(&job.msg, Some(*n));
                             publish.push((user.clone(), events::to_bytes(&event)));
+                            services.push_if_offline(user, &job.msg);
                         }
                     }
                     Err(e) => error!(error = %e, user, "inbox write failed"),

@@ -177,10 +177,16 @@ impl Dispatch {
             }
             Request::Block { user: other } => self.block(origin, other, true),
             Request::Unblock { user: other } => self.block(origin, other, false),
-            other => {
-                let message = format!("{} is not supported by this server yet", other.name());
-                self.services
-                    .error(&origin, None, ErrorCode::BadRequest, &message);
+            Request::PushRegister(r) => {
+                let services = self.services.clone();
+                tokio::task::spawn_blocking(move || {
+                    let token = Some((r.platform.as_str(), r.token.as_str()));
+                    social::push_token(&services, &origin, token)
+                });
+            }
+            Request::PushUnregister => {
+                let services = self.services.clone();
+                tokio::task::spawn_blocking(move || social::push_token(&services, &origin, None));
             }
         }
     }

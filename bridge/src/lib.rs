@@ -103,6 +103,21 @@ pub(crate) struct Services {
     pub(crate) flusher: Flusher,
     pub(crate) ids: Snowflake,
     pub(crate) config: BridgeConfig,
+    /// Push notifications for offline recipients (`None`: push is off).
+    pub(crate) push: Option<chat_push::PushQueue>,
+}
+
+impl Services {
+    /// A stored message reached `user`'s inbox: wake them with a push if no device of theirs
+    /// is online. (Blocked senders never get here: their messages skip the blocker's inbox.)
+    pub(crate) fn push_if_offline(&self, user: &str, msg: &chat_store::StoredMessage) {
+        let Some(push) = &self.push else { return };
+        if self.presence.is_online(user) || events::is_system(msg) {
+            return;
+        }
+        let body = msg.content.get("body").and_then(serde_json::Value::as_str);
+        push.message(user, &msg.conv, &msg.from, body);
+    }
 }
 
 impl Services {
@@ -128,6 +143,7 @@ impl Bridge {
     pub async fn start(
         node_id: u16,
         config: BridgeConfig,
+        push: Option<chat_push::PushQueue>,
         store: Store,
         broker: &Broker,
         events: UnboundedReceiver<ConnectionEvent>,
@@ -153,6 +169,7 @@ impl Bridge {
             flusher: Flusher::start(store.clone())?,
             ids: Snowflake::new(node_id),
             config,
+            push,
         });
         let mut shards = Vec::new();
         let mut workers = Vec::new();

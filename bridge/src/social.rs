@@ -1,5 +1,5 @@
 //! Requests between users that are not messages: presence subscriptions, typing indicators and
-//! blocks. They run on the blocking pool (they read the store), never touch a conversation
+//! blocks; and push registration. They run on the blocking pool (they read the store), never touch a conversation
 //! shard, and store nothing but blocks.
 //!
 //! Privacy rules: a user's presence is shown only to users who share a conversation with them
@@ -129,4 +129,36 @@ pub(crate) fn block(services: &Services, origin: &Origin, user: &str, on: bool) 
     services
         .publisher
         .to_device(me, origin.device.as_deref(), ok);
+}
+
+/// `push_register` / `push_unregister` for the requesting device (which must be enrolled and
+/// not revoked). Stored and flushed before the `ok`.
+pub(crate) fn push_token(services: &Services, origin: &Origin, token: Option<(&str, &str)>) {
+    let me = origin.user.as_str();
+    let Some(device) = origin.device.as_deref() else {
+        return;
+    };
+    match services.store.device_active(me, device) {
+        Ok(true) => {}
+        Ok(false) => {
+            let message = format!("device: no active device {device:?}");
+            return services.error(origin, None, ErrorCode::NotFound, &message);
+        }
+        Err(e) => return unavailable(services, origin, &e),
+    }
+    let (stored, request) = match token {
+        Some((platform, token)) => (
+            services.store.set_push_token(me, device, platform, token),
+            "push_register",
+        ),
+        None => (
+            services.store.remove_push_token(me, device).map(drop),
+            "push_unregister",
+        ),
+    };
+    if let Err(e) = stored {
+        return unavailable(services, origin, &e);
+    }
+    let ok = events::ok(origin.req.as_deref(), request, None);
+    services.publisher.to_device(me, Some(device), ok);
 }

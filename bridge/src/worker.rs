@@ -569,6 +569,7 @@ fn fan_out_direct(services: &Services, msg: &StoredMessage, publish: &mut Outbox
         Ok(ns) => {
             if let Some(Some(n)) = ns.first() {
                 publish.push((to.to_owned(), events::msg(msg, Some(*n))));
+                services.push_if_offline(to, msg);
             }
         }
         Err(e) => error!(error = %e, user = to, "inbox write failed"),

@@ -26,6 +26,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// `[limits]`: group size and per-user rate limits.
     pub limits: LimitsConfig,
+    /// `[push]`: push notifications to FCM and APNs.
+    pub push: chat_push::PushConfig,
 }
 
 /// `[limits]` settings: group size and per-user rate limits (token buckets).
@@ -197,6 +199,7 @@ impl Config {
         self.certs.validate().map_err(|e| invalid(e.to_string()))?;
         self.store.validate().map_err(|e| invalid(e.to_string()))?;
         self.limits.validate().map_err(invalid)?;
+        self.push.validate().map_err(invalid)?;
         Ok(())
     }
 

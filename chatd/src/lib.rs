@@ -15,5 +15,7 @@ pub mod config;
 pub mod http;
 mod node;
 
+/// `[push]` settings, from the push crate.
+pub use chat_push::PushConfig;
 pub use config::{Config, ConfigError, NodeConfig, Overrides};
 pub use node::{Node, NodeError};

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chat_bridge::Bridge;
 use chat_broker::{Authorizer, Broker, BrokerHandle};
 use chat_certs::Authority;
+use chat_push::Pusher;
 use chat_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -41,6 +42,8 @@ pub enum NodeError {
     HttpTls(String),
     #[error("message service: {0}")]
     Bridge(#[from] chat_bridge::BridgeError),
+    #[error("{0}")]
+    Push(#[from] chat_push::PushError),
     #[error("start-up task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -52,6 +55,7 @@ pub struct Node {
     authority: Arc<Authority>,
     broker: Broker,
     bridge: Bridge,
+    pusher: Pusher,
     http_addr: SocketAddr,
     http_tls: bool,
     stop_http: watch::Sender<bool>,
@@ -98,10 +102,12 @@ impl Node {
         let auth = Arc::new(StoreAuthorizer {
             store: store.clone(),
         });
+        let pusher = Pusher::start(store.clone(), &config.push)?;
         let (broker, events) = Broker::start(config.mqtt.clone(), mqtt_tls, auth).await?;
         let bridge = Bridge::start(
             config.node.node_id,
             config.limits.bridge(),
+            pusher.queue(),
             store.clone(),
             &broker,
             events,
@@ -149,6 +155,7 @@ impl Node {
             authority,
             broker,
             bridge,
+            pusher,
             http_addr,
             http_tls: http_tls.is_some(),
             stop_http,
@@ -207,11 +214,18 @@ impl Node {
         self.bridge.online_users()
     }
 
+    /// Push counters (sent, retried, dropped, dead-lettered).
+    pub fn push_stats(&self) -> Arc<chat_push::PushStats> {
+        self.pusher.stats()
+    }
+
     /// Stops accepting, closes connections, lets queued requests and HTTP requests finish
     /// (within the grace period) and flushes the store.
-    pub async fn shutdown(self) -> Result<(), NodeError> {
+    pub async fn shutdown(mut self) -> Result<(), NodeError> {
         let grace = Duration::from_secs(self.config.node.shutdown_grace_secs);
         info!("shutting down");
+        // Queued pushes stay on disk and are sent after the restart.
+        self.pusher.stop();
         let _ = self.stop_http.send(true);
         self.broker.shutdown(grace).await;
         self.bridge.shutdown().await;

@@ -116,6 +116,8 @@ impl Store {
                 .is_ok()
             {
                 self.commit()?;
+                // A revoked device gets no more pushes.
+                self.remove_push_token(user_id, device_id)?;
                 tracing::info!(user_id, device_id, "device revoked");
                 return Ok(true);
             }

@@ -86,6 +86,7 @@
 //! - `inbox.rs`: [`InboxItem`], per-user inboxes
 //! - `presence.rs`: last-seen times
 //! - `groups.rs`: [`GroupRecord`], the `user_groups` index, blocks
+//! - `push.rs`: push tokens, the collapsed push job queue, dead letters
 //! - `tests/`: unit tests (compiled only for `cargo test`)
 //!
 //! # Schema
@@ -119,6 +120,10 @@
 //! | `user_groups` | `user_id 0x00 group_id` | empty; index of a user's groups |
 //! | `blocks` | `'b' blocker 0x00 blocked` | fixed: `ts` (unix s) of the block |
 //! | `blocks` | `'r' blocked 0x00 blocker` | fixed: `ts`; reverse index (who blocked this user) |
+//! | `push_tokens` | `user_id 0x00 device_id` | JSON [`PushToken`] `{device, platform, token}` |
+//! | `push_jobs` | `user_id 0x00 device_id 0x00 conv` | JSON [`PushJob`]: one collapsed notification per device and conversation |
+//! | `push_due` | `next_at (u64 BE) user_id 0x00 device_id 0x00 conv` | empty; jobs by due time |
+//! | `push_dead` | as `push_jobs` | JSON [`PushJob`] that ran out of attempts |
 //!
 //! Notes:
 //! - A session token is 32 random bytes shown to the client as 64 lowercase
@@ -149,6 +154,7 @@ mod groups;
 mod inbox;
 mod messages;
 mod presence;
+mod push;
 mod receipts;
 mod sessions;
 mod shards;
@@ -168,6 +174,7 @@ pub use error::StoreError;
 pub use groups::{GroupMember, GroupRecord, GroupRole};
 pub use inbox::InboxItem;
 pub use messages::{NewMessage, StoredMessage, MAX_CLIENT_ID_LEN};
+pub use push::{PushJob, PushToken, MAX_PUSH_TOKEN_BYTES};
 pub use receipts::{ReceiptStatus, Watermark};
 pub use sessions::{Session, TOKEN_HEX_LEN};
 pub use shards::{ConvWriter, CONV_TREE_KIND, INBOX_TREE_KIND, MAX_CONV_LEN};
@@ -192,6 +199,8 @@ pub const TREE_LAST_SEEN: &str = "lastseen";
 pub const TREE_USER_GROUPS: &str = "user_groups";
 /// Name of the `blocks` tree.
 pub const TREE_BLOCKS: &str = "blocks";
+/// Names of the push trees: tokens, jobs, the due-time index, dead letters.
+pub const TREES_PUSH: [&str; 4] = ["push_tokens", "push_jobs", "push_due", "push_dead"];
 
 /// Longest id accepted by [`valid_id`].
 pub const MAX_ID_LEN: usize = 32;
@@ -228,6 +237,12 @@ struct Inner {
     lastseen: sled::Tree,
     user_groups: sled::Tree,
     blocks: sled::Tree,
+    push_tokens: sled::Tree,
+    push_jobs: sled::Tree,
+    push_due: sled::Tree,
+    push_dead: sled::Tree,
+    /// Serialises every change of push jobs.
+    push_lock: std::sync::Mutex<()>,
     /// Message and inbox shard trees, writer flags and inbox locks.
     shards: shards::ShardState,
     cfg: StoreConfig,
@@ -303,6 +318,11 @@ impl Store {
             lastseen: db.open_tree(TREE_LAST_SEEN)?,
             user_groups: db.open_tree(TREE_USER_GROUPS)?,
             blocks: db.open_tree(TREE_BLOCKS)?,
+            push_tokens: db.open_tree(TREES_PUSH[0])?,
+            push_jobs: db.open_tree(TREES_PUSH[1])?,
+            push_due: db.open_tree(TREES_PUSH[2])?,
+            push_dead: db.open_tree(TREES_PUSH[3])?,
+            push_lock: std::sync::Mutex::new(()),
             shards: shards::ShardState::open(&db, cfg.shards)?,
             db,
             cfg: cfg.clone(),
@@ -344,7 +364,8 @@ impl Store {
                 TREE_USER_GROUPS,
                 TREE_BLOCKS,
             ]
-            .contains(&kind);
+            .contains(&kind)
+            && !TREES_PUSH.contains(&kind);
         if !kind_ok {
             return Err(StoreError::InvalidInput(format!(
                 "invalid shard tree kind {kind:?}"

@@ -31,6 +31,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod chat;
+pub mod fake_push;
 mod mqtt;
 mod net;
 mod node;
