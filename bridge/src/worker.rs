@@ -279,7 +279,12 @@ impl Worker {
         if known || !round.in_batch.insert(key) {
             return round.retries.push((job.origin, job.id));
         }
-        let (recipients, hidden) = match self.audience(&job.origin.user, &job.conv) {
+        let checked = self
+            .audience(&job.origin.user, &job.conv)
+            .and_then(|audience| {
+                check_media(&services, &job.origin.user, &job.content).map(|()| audience)
+            });
+        let (recipients, hidden) = match checked {
             Ok(audience) => audience,
             Err((code, message)) => {
                 return services.error(&job.origin, Some(&job.id), code, &message);
@@ -382,6 +387,12 @@ impl Worker {
             .zip(recipients)
             .zip(origins.into_iter().zip(ids))
         {
+            if let Some(media_id) = media_id_of(&msg.content) {
+                // From now on the conversation's members may download it.
+                if let Err(e) = services.store.share_media(media_id, &msg.conv) {
+                    error!(error = %e, "recording a shared file failed");
+                }
+            }
             if msg.conv.starts_with("d.") {
                 fan_out_direct(&services, &msg, &mut round.publish);
                 round.done.push((msg.conv.clone(), msg.seq));
@@ -516,6 +527,45 @@ impl Worker {
         }
         Ok(())
     }
+}
+
+fn media_id_of(content: &serde_json::Value) -> Option<&str> {
+    content.get("media")?.get("media_id")?.as_str()
+}
+
+/// A `send` with `media` must name a file that exists and that the sender uploaded or was
+/// sent; its `size` and `mime` must be the stored ones.
+fn check_media(
+    services: &Services,
+    sender: &str,
+    content: &serde_json::Value,
+) -> Result<(), (ErrorCode, String)> {
+    let Some(media) = content.get("media") else {
+        return Ok(());
+    };
+    let id = media_id_of(content).unwrap_or("");
+    let failed = |e: chat_store::StoreError| {
+        error!(error = %e, "checking media failed");
+        (ErrorCode::Unavailable, "storage unavailable".to_owned())
+    };
+    let record = services.store.media(id).map_err(failed)?;
+    let allowed = services.store.media_allowed(sender, id).map_err(failed)?;
+    let Some(record) = record.filter(|_| allowed) else {
+        return Err((
+            ErrorCode::NotFound,
+            "media: no such media; upload it first".into(),
+        ));
+    };
+    let size = media.get("size").and_then(serde_json::Value::as_u64);
+    let mime = media.get("mime").and_then(serde_json::Value::as_str);
+    if size != Some(record.size) || mime != Some(record.mime.as_str()) {
+        let message = format!(
+            "media: size and mime must be those of the upload ({} bytes, {})",
+            record.size, record.mime
+        );
+        return Err((ErrorCode::BadRequest, message));
+    }
+    Ok(())
 }
 
 /// Most messages a group receipt looks at to find the authors it covers.

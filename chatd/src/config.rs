@@ -28,6 +28,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[push]`: push notifications to FCM and APNs.
     pub push: chat_push::PushConfig,
+    /// `[media]`: uploads and where their bytes are kept.
+    pub media: crate::http::media::MediaConfig,
 }
 
 /// `[limits]` settings: group size and per-user rate limits (token buckets).
@@ -200,6 +202,7 @@ impl Config {
         self.store.validate().map_err(|e| invalid(e.to_string()))?;
         self.limits.validate().map_err(invalid)?;
         self.push.validate().map_err(invalid)?;
+        self.media.validate().map_err(invalid)?;
         Ok(())
     }
 

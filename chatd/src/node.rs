@@ -44,6 +44,8 @@ pub enum NodeError {
     Bridge(#[from] chat_bridge::BridgeError),
     #[error("{0}")]
     Push(#[from] chat_push::PushError),
+    #[error("{0}")]
+    Media(String),
     #[error("start-up task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -129,7 +131,10 @@ impl Node {
             })?;
         let http_tls = http_tls_config(&config, &authority)?;
         let kicker = broker.handle();
+        let blobs = config.media.open(&data_dir).map_err(NodeError::Media)?;
         let state = AppState {
+            blobs,
+            media: Arc::new(config.media.clone()),
             store: store.clone(),
             authority: authority.clone(),
             config: Arc::new(config.http.clone()),

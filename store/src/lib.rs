@@ -87,6 +87,7 @@
 //! - `presence.rs`: last-seen times
 //! - `groups.rs`: [`GroupRecord`], the `user_groups` index, blocks
 //! - `push.rs`: push tokens, the collapsed push job queue, dead letters
+//! - `media.rs`: media records and access, [`Blobs`] (the object store of the bytes)
 //! - `tests/`: unit tests (compiled only for `cargo test`)
 //!
 //! # Schema
@@ -124,6 +125,9 @@
 //! | `push_jobs` | `user_id 0x00 device_id 0x00 conv` | JSON [`PushJob`]: one collapsed notification per device and conversation |
 //! | `push_due` | `next_at (u64 BE) user_id 0x00 device_id 0x00 conv` | empty; jobs by due time |
 //! | `push_dead` | as `push_jobs` | JSON [`PushJob`] that ran out of attempts |
+//! | `media` | `media_id` (hex SHA-256) | JSON [`MediaRecord`] `{media_id, size, mime, created_at}` |
+//! | `media_owners` | `user_id 0x00 media_id` | empty; who uploaded a file |
+//! | `media_convs` | `media_id 0x00 conv` | empty; conversations where a message referenced it |
 //!
 //! Notes:
 //! - A session token is 32 random bytes shown to the client as 64 lowercase
@@ -152,6 +156,7 @@ mod devices;
 mod error;
 mod groups;
 mod inbox;
+mod media;
 mod messages;
 mod presence;
 mod push;
@@ -173,6 +178,7 @@ pub use devices::{DeviceRecord, MAX_CERT_SERIAL_LEN};
 pub use error::StoreError;
 pub use groups::{GroupMember, GroupRecord, GroupRole};
 pub use inbox::InboxItem;
+pub use media::{valid_media_id, Blobs, MediaRecord, MEDIA_ID_HEX_LEN};
 pub use messages::{NewMessage, StoredMessage, MAX_CLIENT_ID_LEN};
 pub use push::{PushJob, PushToken, MAX_PUSH_TOKEN_BYTES};
 pub use receipts::{ReceiptStatus, Watermark};
@@ -201,6 +207,8 @@ pub const TREE_USER_GROUPS: &str = "user_groups";
 pub const TREE_BLOCKS: &str = "blocks";
 /// Names of the push trees: tokens, jobs, the due-time index, dead letters.
 pub const TREES_PUSH: [&str; 4] = ["push_tokens", "push_jobs", "push_due", "push_dead"];
+/// Names of the media trees: records, uploaders, conversations that shared a file.
+pub const TREES_MEDIA: [&str; 3] = ["media", "media_owners", "media_convs"];
 
 /// Longest id accepted by [`valid_id`].
 pub const MAX_ID_LEN: usize = 32;
@@ -241,6 +249,9 @@ struct Inner {
     push_jobs: sled::Tree,
     push_due: sled::Tree,
     push_dead: sled::Tree,
+    media: sled::Tree,
+    media_owners: sled::Tree,
+    media_convs: sled::Tree,
     /// Serialises every change of push jobs.
     push_lock: std::sync::Mutex<()>,
     /// Message and inbox shard trees, writer flags and inbox locks.
@@ -323,6 +334,9 @@ impl Store {
             push_due: db.open_tree(TREES_PUSH[2])?,
             push_dead: db.open_tree(TREES_PUSH[3])?,
             push_lock: std::sync::Mutex::new(()),
+            media: db.open_tree(TREES_MEDIA[0])?,
+            media_owners: db.open_tree(TREES_MEDIA[1])?,
+            media_convs: db.open_tree(TREES_MEDIA[2])?,
             shards: shards::ShardState::open(&db, cfg.shards)?,
             db,
             cfg: cfg.clone(),

@@ -44,6 +44,9 @@ pub enum ApiError {
     /// 415 `unsupported_media_type`: the body is not `application/json`.
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(String),
+    /// 416 `range_not_satisfiable`: the `Range` is outside the file.
+    #[error("range not satisfiable: {0}")]
+    RangeNotSatisfiable(String),
     /// 429 `rate_limited`: too many requests.
     #[error("rate limited: {0}")]
     RateLimited(String),
@@ -84,6 +87,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            ApiError::RangeNotSatisfiable(_) => {
+                (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
+            }
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -118,6 +124,7 @@ impl IntoResponse for ApiError {
             | ApiError::Conflict(m)
             | ApiError::TooLarge(m)
             | ApiError::UnsupportedMediaType(m)
+            | ApiError::RangeNotSatisfiable(m)
             | ApiError::RateLimited(m)
             | ApiError::Unavailable(m) => m.as_str(),
         };

@@ -25,6 +25,7 @@ mod devices;
 mod error;
 mod history;
 mod json;
+pub mod media;
 mod server;
 #[cfg(test)]
 mod tests;
@@ -150,6 +151,10 @@ pub struct AppState {
     /// closes the device's MQTT connection). Runs on an async worker: it must
     /// not block (hand the work to a channel or task).
     pub on_device_revoked: DeviceRevokedHook,
+    /// Where media bytes are kept.
+    pub blobs: chat_store::Blobs,
+    /// The media settings.
+    pub media: Arc<media::MediaConfig>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -172,6 +177,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/devices", post(devices::enrol))
         .route("/v1/devices/{device_id}", delete(devices::revoke))
         .route("/v1/conversations/{conv}/messages", get(history::messages))
+        .route("/v1/media", post(media::upload))
+        .route("/v1/media/{media_id}", get(media::download))
         // Must come after the routes: it is applied to the routes added so far.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)

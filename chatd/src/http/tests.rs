@@ -52,6 +52,10 @@ impl Harness {
                     .unwrap()
                     .push((user.to_owned(), device.to_owned()));
             }),
+            blobs: crate::http::media::MediaConfig::default()
+                .open(dir.path())
+                .unwrap(),
+            media: Arc::default(),
         };
         Harness {
             _dir: dir,
