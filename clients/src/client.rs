@@ -136,7 +136,8 @@ impl Client {
         Client::start(session, store, options)
     }
 
-    /// Starts the connection task for `session`, which is saved to `store` as it changes. The
+    /// Starts the connection task for `session`, which is saved to `store` now and as it
+    /// changes. The
     /// client connects at once and keeps reconnecting; watch [`Client::state`] or await
     /// [`Client::wait_online`]. Must be called inside a tokio runtime.
     pub fn start(
@@ -145,6 +146,9 @@ impl Client {
         options: Options,
     ) -> Result<(Client, Events)> {
         crate::conn::split_host_port(&session.mqtt)?;
+        // The state file exists and is current from the start (and an unwritable one is
+        // reported now rather than at the first send).
+        store.save(&session)?;
         let api = Api::new(&session.http, options.http_ca_pem.as_deref())?;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (event_tx, event_rx) = mpsc::unbounded_channel();

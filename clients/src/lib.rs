@@ -62,6 +62,9 @@ pub mod bench;
 #[cfg(feature = "tools")]
 pub mod cli;
 
+/// The wire types (`chat-proto`), for requests and events beyond the re-exports below.
+pub use chat_proto as proto;
+
 pub use api::{Api, DeviceCert, HistoryPage, Login};
 pub use chat_proto::{Conv, Event, Media, ReceiptStatus, SentEvent, Target};
 pub use client::{Client, ConnState, Events, Options};
