@@ -43,6 +43,11 @@ pub struct Options {
     /// The last `n` is saved at most this often (new outbox entries are saved at once).
     /// Default 200 ms.
     pub save_every: Duration,
+    /// Catch up with `sync` on every connect and move the saved last `n` as stored events
+    /// are delivered. Default true. A client that only sends (a one-shot command) turns it
+    /// off: it then leaves the inbox for the next client that reads it, and its event stream
+    /// carries only live events, unordered and not deduplicated.
+    pub catch_up: bool,
     /// Publishes in flight without PUBACK. Default 100.
     pub inflight: u16,
     /// An extra trusted root (PEM) for an HTTPS API signed by the deployment's own CA.
@@ -61,6 +66,7 @@ impl Default for Options {
             gap_wait: Duration::from_millis(300),
             sync_limit: 500,
             save_every: Duration::from_millis(200),
+            catch_up: true,
             inflight: 100,
             http_ca_pem: None,
         }

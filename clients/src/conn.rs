@@ -385,7 +385,11 @@ impl Actor {
         };
         let status_topic = self.session.topic("status");
         self.publish(&status_topic, online.to_json()).await;
-        self.start_sync().await;
+        if self.opts.catch_up {
+            self.start_sync().await;
+        } else {
+            self.set_state(ConnState::Online);
+        }
         let outbox: Vec<OutboxEntry> = self.session.outbox.clone();
         for entry in outbox {
             self.publish_send(&entry).await;
@@ -650,7 +654,7 @@ impl Actor {
 
     /// A stored event: deliver it in `n` order, once.
     fn stored(&mut self, event: Event, from_sync: bool) {
-        let Some(n) = event.n() else {
+        let Some(n) = event.n().filter(|_| self.opts.catch_up) else {
             return self.deliver(event);
         };
         let ready = if from_sync {

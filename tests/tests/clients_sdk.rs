@@ -2,6 +2,8 @@
 //! while the `chatd` process is killed and restarted mid-conversation, the outbox across a
 //! restart of the client, duplicate answers, and gap-triggered sync.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

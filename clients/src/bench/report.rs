@@ -17,6 +17,8 @@ use super::Args;
 pub(crate) struct Tracker(Arc<Inner>);
 
 struct Inner {
+    /// This run's id, in every body.
+    run: u32,
     /// Time zero: message bodies carry microseconds since it.
     start: Instant,
     attempted: AtomicU64,
@@ -44,6 +46,7 @@ fn micros(d: Duration) -> u32 {
 impl Tracker {
     pub(crate) fn new() -> Tracker {
         Tracker(Arc::new(Inner {
+            run: rand::random(),
             start: Instant::now(),
             attempted: AtomicU64::new(0),
             acked: AtomicU64::new(0),
@@ -56,6 +59,11 @@ impl Tracker {
             delivery_us: Mutex::new(Vec::new()),
             first_error: Mutex::new(None),
         }))
+    }
+
+    /// This run's id (bodies of other runs are ignored).
+    pub(crate) fn run(&self) -> u32 {
+        self.0.run
     }
 
     /// Microseconds since time zero (what a body carries).
@@ -81,9 +89,12 @@ impl Tracker {
 
     /// `recipient` received a body; its send time is in the body.
     pub(crate) fn received(&self, recipient: u32, body: &[u8]) {
-        let Some((seq, sent_us)) = super::workload::parse_body(body) else {
+        let Some((run, seq, sent_us)) = super::workload::parse_body(body) else {
             return;
         };
+        if run != self.0.run {
+            return;
+        }
         let now = self.now_us();
         self.0.received.fetch_add(1, Ordering::Relaxed);
         if !lock(&self.0.seen).insert((seq, recipient)) {
@@ -370,12 +381,14 @@ mod tests {
     #[tokio::test]
     async fn duplicates_and_losses_are_counted() {
         let t = Tracker::new();
-        let body = super::super::workload::body(7, 1, t.now_us(), 60);
+        let body = super::super::workload::body(t.run(), 7, 1, t.now_us(), 60);
+        let other_run = super::super::workload::body(t.run().wrapping_add(1), 8, 1, 0, 60);
         t.acked(7, &[2], Duration::from_millis(1));
         t.acked(8, &[2, 3], Duration::from_millis(1));
         t.received(2, &body);
         t.received(2, &body);
         t.received(2, b"not a bench body");
+        t.received(2, &other_run);
         let mut r = Report::new(&<Args as clap::Parser>::parse_from(["chat-bench"]));
         r.finish(&t, Duration::from_secs(1), None);
         assert_eq!((r.acked, r.received, r.dup, r.lost), (2, 2, 1, 2));

@@ -1,7 +1,9 @@
 //! The send loop and the message bodies.
 //!
-//! A body is `cb{seq}.{sender}.{micros}.` padded with `x` to the message size: the recipient
-//! matches it to its send (duplicates, losses) and computes the delivery latency from it.
+//! A body is `cb{run}.{seq}.{sender}.{micros}.` padded with `x` to the message size: the
+//! recipient matches it to its send (duplicates, losses) and computes the delivery latency from
+//! it. `run` is random per run, so messages of an earlier run against the same accounts (which
+//! `sync` brings back) are not counted.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,21 +21,22 @@ use super::Args;
 /// The smallest body: room for the header.
 pub(crate) const MIN_BODY: usize = 40;
 
-/// A body of `size` bytes for message `seq` from user `sender`, sent at `sent_us`.
-pub(crate) fn body(seq: u64, sender: u32, sent_us: u64, size: usize) -> Vec<u8> {
-    let mut b = format!("cb{seq}.{sender}.{sent_us}.").into_bytes();
+/// A body of `size` bytes for message `seq` of run `run` from user `sender`, sent at `sent_us`.
+pub(crate) fn body(run: u32, seq: u64, sender: u32, sent_us: u64, size: usize) -> Vec<u8> {
+    let mut b = format!("cb{run}.{seq}.{sender}.{sent_us}.").into_bytes();
     b.resize(size.max(b.len()), b'x');
     b
 }
 
-/// `(seq, sent_us)` of a body made by [`body`].
-pub(crate) fn parse_body(b: &[u8]) -> Option<(u64, u64)> {
-    let text = std::str::from_utf8(b.get(..b.len().min(64))?).ok()?;
+/// `(run, seq, sent_us)` of a body made by [`body`].
+pub(crate) fn parse_body(b: &[u8]) -> Option<(u32, u64, u64)> {
+    let text = std::str::from_utf8(b.get(..b.len().min(80))?).ok()?;
     let mut parts = text.strip_prefix("cb")?.split('.');
+    let run = parts.next()?.parse().ok()?;
     let seq = parts.next()?.parse().ok()?;
     let _sender: u32 = parts.next()?.parse().ok()?;
     let sent_us = parts.next()?.parse().ok()?;
-    Some((seq, sent_us))
+    Some((run, seq, sent_us))
 }
 
 /// Sends until the duration or count is reached, keeping at most `--window` sends without
@@ -94,7 +97,7 @@ pub(crate) async fn drive(
             let others: Vec<u32> = members.iter().copied().filter(|m| *m != from).collect();
             (from, Dest::Group(g), others)
         };
-        let payload = body(seq, from, t.now_us(), args.msg_size);
+        let payload = body(t.run(), seq, from, t.now_us(), args.msg_size);
         t.attempted();
         let (fleet, t, last_ack) = (fleet.clone(), t.clone(), last_ack.clone());
         tokio::spawn(async move {
@@ -128,12 +131,18 @@ mod tests {
 
     #[test]
     fn bodies_round_trip_and_have_the_asked_size() {
-        let b = body(12345, 17, 987_654_321, 100);
+        let b = body(u32::MAX, 12345, 17, 987_654_321, 100);
         assert_eq!(b.len(), 100);
-        assert_eq!(parse_body(&b), Some((12345, 987_654_321)));
-        let small = body(1, 2, 3, 0);
-        assert_eq!(parse_body(&small), Some((1, 3)));
-        for bad in [&b"hello"[..], b"cb", b"cb1.x.3.", b"cbx.1.2.", b"\xff\xfe"] {
+        assert_eq!(parse_body(&b), Some((u32::MAX, 12345, 987_654_321)));
+        let small = body(9, 1, 2, 3, 0);
+        assert_eq!(parse_body(&small), Some((9, 1, 3)));
+        for bad in [
+            &b"hello"[..],
+            b"cb",
+            b"cb1.1.x.3.",
+            b"cb1.x.1.2.",
+            b"\xff\xfe",
+        ] {
             assert_eq!(parse_body(bad), None);
         }
     }

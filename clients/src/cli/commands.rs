@@ -160,24 +160,31 @@ impl Ctx {
         Ok(session)
     }
 
-    fn options(&self) -> Options {
+    fn options(&self, catch_up: bool) -> Options {
         Options {
             http_ca_pem: self.http_ca.clone(),
             request_timeout: self.wait,
+            catch_up,
             ..Options::default()
         }
     }
 
-    /// Connects and waits until online (at most --wait).
+    /// Connects for a one-shot command and waits until online (at most --wait). It does not
+    /// read the inbox: incoming events stay for `chat listen`.
     async fn connect(&self) -> Result<Client> {
-        let (client, _events) = self.connect_with_events().await?;
+        let (client, _events) = self.connect_with(false).await?;
         Ok(client)
     }
 
+    /// Connects, catches up from the last inbox number, and waits until online.
     async fn connect_with_events(&self) -> Result<(Client, crate::Events)> {
+        self.connect_with(true).await
+    }
+
+    async fn connect_with(&self, catch_up: bool) -> Result<(Client, crate::Events)> {
         let session = self.session()?;
         let mqtt = session.mqtt.clone();
-        let (client, events) = Client::start(session, self.store.clone(), self.options())?;
+        let (client, events) = Client::start(session, self.store.clone(), self.options(catch_up))?;
         if let Err(e) = client.wait_online(self.wait).await {
             client.close().await;
             return Err(anyhow!("{e} (broker {mqtt})"));
@@ -348,13 +355,11 @@ async fn listen(
 ) -> Result<ExitCode> {
     let (client, mut events) = ctx.connect_with_events().await?;
     let printer = Printer::new(client.user().to_owned(), json);
-    if !json {
-        eprintln!(
-            "listening as {}/{} (Ctrl-C to stop)",
-            client.user(),
-            client.device()
-        );
-    }
+    eprintln!(
+        "listening as {}/{} (Ctrl-C to stop)",
+        client.user(),
+        client.device()
+    );
     let deadline = timeout.map(|s| Instant::now() + Duration::from_secs(s));
     let mut state = client.state();
     let mut got = 0u64;
