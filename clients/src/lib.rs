@@ -40,8 +40,9 @@
 //!
 //! - `api.rs`: [`Api`], the HTTP API (accounts, enrolment and renewal, history pages, media)
 //! - `client.rs`: [`Client`] (one method per request), [`Options`], [`ConnState`], [`Events`]
-//! - `conn.rs`: the connection task that owns the session and the MQTT connection: connect,
-//!   subscribe, sync, outbox, reconnect, answers matched to requests
+//! - `conn/`: the connection task that owns the session and the MQTT connection: connect,
+//!   subscribe, outbox, reconnect, timers (`mod.rs`); incoming events, answers matched to
+//!   requests, `sync` pages (`incoming.rs`)
 //! - `order.rs`: `Inbox`, exactly-once delivery of stored events in `n` order
 //! - `state.rs`: [`Session`], [`StateStore`] (the state file, written atomically)
 //! - `tls.rs`: keys, CSRs and the rustls client configuration

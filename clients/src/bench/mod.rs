@@ -76,7 +76,7 @@ pub struct Args {
     /// Password of the bench users.
     #[arg(long, default_value = "bench-password-1")]
     pub password: String,
-    /// Enrolments (or raw connections) set up at once.
+    /// Enrolments in progress at once (chat mode).
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
     /// After the workload, wait at most this long for outstanding deliveries.
