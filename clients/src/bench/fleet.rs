@@ -1,0 +1,392 @@
+//! The users' connections: [`Fleet::chat`] (enrolment, then one SDK [`Client`] per user) or
+//! [`Fleet::raw`] (one bare rumqttc connection per user, any broker), and sending through them.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use chat_proto::{Conv, Event, ReceiptStatus, SendRequest, Target};
+use rumqttc::{AsyncClient, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport};
+use tokio::sync::{oneshot, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::report::{Report, Tracker};
+use super::Args;
+use crate::{Api, Client, Error, Options, StateStore};
+
+/// How long the connect storm may take before the run gives up.
+const STORM_LIMIT: Duration = Duration::from_secs(300);
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Dest {
+    /// A user, by index.
+    User(u32),
+    /// A group, by index.
+    Group(usize),
+}
+
+/// Every user's connection. Cheap to clone (shared).
+#[derive(Clone)]
+pub(crate) struct Fleet(Arc<Kind>);
+
+enum Kind {
+    Chat {
+        clients: Vec<Client>,
+        names: Vec<String>,
+        groups: OnceLock<Vec<String>>,
+    },
+    Raw {
+        conns: Vec<RawConn>,
+        topics: Vec<String>,
+    },
+}
+
+impl Fleet {
+    /// Chat mode: registers (or reuses) and enrols every user with bounded concurrency,
+    /// then starts one SDK client each and waits until all are online.
+    pub(crate) async fn chat(
+        args: &Args,
+        names: &[String],
+        t: &Tracker,
+        report: &mut Report,
+    ) -> Result<Fleet> {
+        let api = Api::new(&args.server, None)?;
+        eprintln!("enrolling {} users...", names.len());
+        let started = Instant::now();
+        let limit = Arc::new(Semaphore::new(args.concurrency));
+        let mut tasks = JoinSet::new();
+        for (i, name) in names.iter().enumerate() {
+            let (api, limit, name) = (api.clone(), limit.clone(), name.clone());
+            let (mqtt, password) = (args.mqtt.clone(), args.password.clone());
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                match api.register(&name, &password).await {
+                    Ok(()) | Err(Error::Api { status: 409, .. }) => {}
+                    Err(e) => return Err(anyhow!("registering {name}: {e}")),
+                }
+                let session = api
+                    .enrol(&mqtt, &name, &password, "bench")
+                    .await
+                    .with_context(|| format!("enrolling {name}"))?;
+                Ok((i, session))
+            });
+        }
+        let mut sessions = vec![None; names.len()];
+        while let Some(joined) = tasks.join_next().await {
+            let (i, session) = joined.map_err(|e| anyhow!("enrolment task: {e}"))??;
+            sessions[i] = Some(session);
+        }
+        report.enrol_s = started.elapsed().as_secs_f64();
+
+        eprintln!("connecting {} users...", names.len());
+        let started = Instant::now();
+        let mut clients = Vec::with_capacity(names.len());
+        for (i, session) in sessions.into_iter().enumerate() {
+            let session = session.ok_or_else(|| anyhow!("user {i} was not enrolled"))?;
+            let (client, events) = Client::start(session, StateStore::Memory, Options::default())?;
+            tokio::spawn(consume(
+                i as u32,
+                client.clone(),
+                events,
+                t.clone(),
+                args.receipts,
+            ));
+            clients.push(client);
+        }
+        let mut waits = JoinSet::new();
+        for c in &clients {
+            let c = c.clone();
+            waits.spawn(async move { c.wait_online(STORM_LIMIT).await });
+        }
+        while let Some(joined) = waits.join_next().await {
+            joined.map_err(|e| anyhow!("connect task: {e}"))??;
+        }
+        report.connect_s = started.elapsed().as_secs_f64();
+        Ok(Fleet(Arc::new(Kind::Chat {
+            clients,
+            names: names.to_vec(),
+            groups: OnceLock::new(),
+        })))
+    }
+
+    /// Raw mode: one rumqttc connection per user to any broker, each subscribed to its own
+    /// topic; all started at once, and the storm time is until every SUBACK.
+    pub(crate) async fn raw(
+        args: &Args,
+        names: &[String],
+        t: &Tracker,
+        report: &mut Report,
+    ) -> Result<Fleet> {
+        let (host, port) = crate::conn::split_host_port(&args.mqtt)?;
+        let tls = match &args.ca {
+            Some(path) => {
+                let pem = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                Some(crate::tls::client_config(&pem, None)?)
+            }
+            None => None,
+        };
+        eprintln!("connecting {} raw MQTT clients...", names.len());
+        let started = Instant::now();
+        let topics: Vec<String> = names
+            .iter()
+            .map(|n| format!("{}/{n}", args.topic_prefix))
+            .collect();
+        let mut subscribed = Vec::new();
+        let mut conns = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let mut o = MqttOptions::new(name.clone(), host.clone(), port);
+            o.set_keep_alive(Duration::from_secs(60));
+            o.set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024);
+            if let Some(tls) = &tls {
+                o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                    tls.clone(),
+                )));
+            }
+            if let Some(user) = &args.username {
+                let password = args.mqtt_password.clone().unwrap_or_default();
+                o.set_credentials(user.replace("{user}", name), password);
+            }
+            let (conn, suback) = RawConn::start(o, i as u32, t.clone());
+            conn.client
+                .subscribe(topics[i].clone(), QoS::AtLeastOnce)
+                .await
+                .map_err(|e| anyhow!("subscribing {name}: {e}"))?;
+            subscribed.push(suback);
+            conns.push(conn);
+        }
+        for (i, suback) in subscribed.into_iter().enumerate() {
+            match tokio::time::timeout(STORM_LIMIT, suback).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => bail!("{}: {e}", names[i]),
+                Ok(Err(_)) => bail!("{}: connection task ended", names[i]),
+                Err(_) => bail!("{}: not subscribed within {STORM_LIMIT:?}", names[i]),
+            }
+        }
+        report.connect_s = started.elapsed().as_secs_f64();
+        Ok(Fleet(Arc::new(Kind::Raw { conns, topics })))
+    }
+
+    /// Chat mode: groups of `size` consecutive users (the first creates it); returns each
+    /// group's members by index.
+    pub(crate) async fn make_groups(&self, size: usize) -> Result<Vec<Vec<u32>>> {
+        let Kind::Chat {
+            clients,
+            names,
+            groups,
+        } = &*self.0
+        else {
+            bail!("groups are for chat mode only");
+        };
+        eprintln!("creating groups of {size}...");
+        let mut ids = Vec::new();
+        let mut members = Vec::new();
+        for chunk in (0..clients.len() as u32).collect::<Vec<_>>().chunks(size) {
+            if chunk.len() < 2 {
+                continue;
+            }
+            let others: Vec<String> = chunk[1..]
+                .iter()
+                .map(|m| names[*m as usize].clone())
+                .collect();
+            let id = clients[chunk[0] as usize]
+                .group_create("bench", others)
+                .await
+                .context("creating a group (does the server support groups?)")?;
+            ids.push(id);
+            members.push(chunk.to_vec());
+        }
+        let _ = groups.set(ids);
+        Ok(members)
+    }
+
+    /// Sends one message; resolves on its acknowledgement.
+    pub(crate) async fn send(&self, from: u32, dest: Dest, body: Vec<u8>) -> Result<(), String> {
+        match &*self.0 {
+            Kind::Chat {
+                clients,
+                names,
+                groups,
+            } => {
+                let target = match dest {
+                    Dest::User(to) => Target::To(names[to as usize].clone()),
+                    Dest::Group(g) => match groups.get().and_then(|ids| ids.get(g)) {
+                        Some(id) => Target::Group(id.clone()),
+                        None => return Err(format!("no group {g}")),
+                    },
+                };
+                let client = &clients[from as usize];
+                let request = SendRequest {
+                    id: client.new_id(),
+                    target,
+                    body: Some(String::from_utf8_lossy(&body).into_owned()),
+                    media: None,
+                    reply_to: None,
+                };
+                client
+                    .send_request(request)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            Kind::Raw { conns, topics } => {
+                let Dest::User(to) = dest else {
+                    return Err("raw mode has no groups".into());
+                };
+                conns[from as usize]
+                    .publish(&topics[to as usize], body)
+                    .await
+            }
+        }
+    }
+
+    /// Closes every connection.
+    pub(crate) async fn close(&self) {
+        match &*self.0 {
+            Kind::Chat { clients, .. } => {
+                let mut closing = JoinSet::new();
+                for c in clients {
+                    let c = c.clone();
+                    closing.spawn(async move { c.close().await });
+                }
+                while closing.join_next().await.is_some() {}
+            }
+            Kind::Raw { conns, .. } => {
+                for c in conns {
+                    let _ = c.client.try_disconnect();
+                }
+            }
+        }
+    }
+}
+
+/// Reads one chat user's events: every `msg` is a delivery (and gets a receipt if asked).
+async fn consume(me: u32, client: Client, mut events: crate::Events, t: Tracker, receipts: bool) {
+    while let Some(event) = events.recv().await {
+        if let Event::Msg(m) = event {
+            if let Some(body) = &m.body {
+                t.received(me, body.as_bytes());
+            }
+            if receipts {
+                let conv: Conv = m.conv;
+                let _ = client.receipt(conv, ReceiptStatus::Delivered, m.seq).await;
+            }
+        }
+    }
+}
+
+type Ack = oneshot::Sender<Result<(), String>>;
+
+/// Publishes waiting for their packet id (in publish order), then for their PUBACK.
+#[derive(Default)]
+struct Waiting {
+    queued: VecDeque<Ack>,
+    by_pkid: HashMap<u16, Ack>,
+    ended: Option<String>,
+}
+
+/// A bare MQTT connection (raw mode): no reconnect, PUBACKs matched to publishes.
+struct RawConn {
+    client: AsyncClient,
+    /// Keeps "queue the waiter, hand the publish to rumqttc" atomic, so waiters and packet
+    /// ids line up.
+    order: tokio::sync::Mutex<()>,
+    waiting: Arc<Mutex<Waiting>>,
+}
+
+fn lock(w: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
+    w.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl RawConn {
+    /// Starts the connection; the receiver resolves at the first SUBACK (or the failure).
+    fn start(
+        o: MqttOptions,
+        me: u32,
+        t: Tracker,
+    ) -> (RawConn, oneshot::Receiver<Result<(), String>>) {
+        let (client, mut eventloop) = AsyncClient::new(o, 1024);
+        let mut net = eventloop.network_options();
+        net.set_tcp_nodelay(true);
+        net.set_connection_timeout(60);
+        eventloop.set_network_options(net);
+        let waiting = Arc::new(Mutex::new(Waiting::default()));
+        let (sub_tx, sub_rx) = oneshot::channel();
+        let w = waiting.clone();
+        tokio::spawn(async move {
+            let mut sub_tx = Some(sub_tx);
+            loop {
+                match eventloop.poll().await {
+                    Ok(rumqttc::Event::Outgoing(Outgoing::Publish(pkid))) => {
+                        let mut w = lock(&w);
+                        if let Some(ack) = w.queued.pop_front() {
+                            w.by_pkid.insert(pkid, ack);
+                        }
+                    }
+                    Ok(rumqttc::Event::Incoming(Packet::PubAck(ack))) => {
+                        if let Some(waiter) = lock(&w).by_pkid.remove(&ack.pkid) {
+                            let _ = waiter.send(Ok(()));
+                        }
+                    }
+                    Ok(rumqttc::Event::Incoming(Packet::Publish(p))) => t.received(me, &p.payload),
+                    Ok(rumqttc::Event::Incoming(Packet::SubAck(ack))) => {
+                        let ok = ack
+                            .return_codes
+                            .iter()
+                            .all(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_)));
+                        if let Some(tx) = sub_tx.take() {
+                            let _ = tx.send(if ok {
+                                Ok(())
+                            } else {
+                                Err("subscription refused".into())
+                            });
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let e = format!("connection failed: {e}");
+                        if let Some(tx) = sub_tx.take() {
+                            let _ = tx.send(Err(e.clone()));
+                        }
+                        let mut w = lock(&w);
+                        let mut waiters: Vec<Ack> = w.queued.drain(..).collect();
+                        waiters.extend(w.by_pkid.drain().map(|(_, a)| a));
+                        for ack in waiters {
+                            let _ = ack.send(Err(e.clone()));
+                        }
+                        w.ended = Some(e);
+                        return;
+                    }
+                }
+            }
+        });
+        let conn = RawConn {
+            client,
+            order: tokio::sync::Mutex::new(()),
+            waiting,
+        };
+        (conn, sub_rx)
+    }
+
+    async fn publish(&self, topic: &str, body: Vec<u8>) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let _order = self.order.lock().await;
+            {
+                let mut w = lock(&self.waiting);
+                if let Some(e) = &w.ended {
+                    return Err(e.clone());
+                }
+                w.queued.push_back(tx);
+            }
+            self.client
+                .publish(topic, QoS::AtLeastOnce, false, body)
+                .await
+                .map_err(|e| format!("publish: {e}"))?;
+        }
+        rx.await.map_err(|_| "connection ended".to_owned())?
+    }
+}
