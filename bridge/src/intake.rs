@@ -19,15 +19,21 @@ pub(crate) struct Dispatch {
     services: Arc<Services>,
     shards: Vec<Sender<Job>>,
     limiter: RateLimiter,
+    connections: Arc<presence::Feed>,
 }
 
 impl Dispatch {
-    pub(crate) fn new(services: Arc<Services>, shards: Vec<Sender<Job>>) -> Dispatch {
+    pub(crate) fn new(
+        services: Arc<Services>,
+        shards: Vec<Sender<Job>>,
+        connections: Arc<presence::Feed>,
+    ) -> Dispatch {
         let limiter = RateLimiter::new(services.config.requests, services.config.sends);
         Dispatch {
             services,
             shards,
             limiter,
+            connections,
         }
     }
 
@@ -64,6 +70,8 @@ impl Dispatch {
             Status::Online { device } => (device, true),
             Status::Offline { device } => (device, false),
         };
+        // The connection this status came on is known before the status applies.
+        self.connections.catch_up(&self.services);
         let online = match self.services.presence.status(user, device, present) {
             Transition::CameOnline => true,
             Transition::WentOffline => false,

@@ -192,8 +192,13 @@ impl Bridge {
             shards.push(tx);
         }
         let mut tasks = JoinSet::new();
-        tasks.spawn(presence::track(services.clone(), events));
-        let dispatch = Arc::new(intake::Dispatch::new(services.clone(), shards.clone()));
+        let feed = Arc::new(presence::Feed::new(events));
+        tasks.spawn(presence::track(services.clone(), feed.clone()));
+        let dispatch = Arc::new(intake::Dispatch::new(
+            services.clone(),
+            shards.clone(),
+            feed,
+        ));
         for rx in rxs {
             tasks.spawn(intake::run(rx, dispatch.clone()));
         }

@@ -224,26 +224,75 @@ fn announce(services: &Services, user: &str, online: bool) {
     }
 }
 
-/// Consumes the front end's connection events until the broker stops.
-pub(crate) async fn track(services: Arc<Services>, mut events: UnboundedReceiver<ConnectionEvent>) {
-    while let Some(event) = events.recv().await {
-        match event {
-            ConnectionEvent::Connected { user, device, .. } => {
-                if services.presence.connected(&user, &device) {
-                    changed(services.clone(), user, true).await;
-                }
+/// The front end's connection events, shared by the task that follows them and the intake,
+/// which catches up on them before it acts on a device's status: the front end queues a
+/// connection's `Connected` before it reads the connection's first packet, so a status can
+/// never be applied before the connection it came on is known.
+pub(crate) struct Feed {
+    rx: Mutex<UnboundedReceiver<ConnectionEvent>>,
+}
+
+impl Feed {
+    pub(crate) fn new(rx: UnboundedReceiver<ConnectionEvent>) -> Feed {
+        Feed { rx: Mutex::new(rx) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, UnboundedReceiver<ConnectionEvent>> {
+        self.rx.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies every event already queued.
+    pub(crate) fn catch_up(&self, services: &Arc<Services>) {
+        let mut rx = self.lock();
+        while let Ok(event) = rx.try_recv() {
+            apply(services, event);
+        }
+    }
+}
+
+/// Applies one connection event (under the feed's lock, so events apply in order) and
+/// announces a change of the user's state.
+fn apply(services: &Arc<Services>, event: ConnectionEvent) {
+    let (user, online) = match event {
+        ConnectionEvent::Connected { user, device, .. } => {
+            if !services.presence.connected(&user, &device) {
+                return;
             }
-            ConnectionEvent::Disconnected {
-                user,
-                device,
-                reason,
-                ..
-            } => {
-                debug!(user, device, ?reason, "device offline");
-                if services.presence.disconnected(&user, &device) {
-                    changed(services.clone(), user, false).await;
-                }
+            (user, true)
+        }
+        ConnectionEvent::Disconnected {
+            user,
+            device,
+            reason,
+            ..
+        } => {
+            debug!(user, device, ?reason, "device offline");
+            if !services.presence.disconnected(&user, &device) {
+                return;
             }
+            (user, false)
+        }
+    };
+    tokio::spawn(changed(services.clone(), user, online));
+}
+
+/// Follows the front end's connection events until the broker stops.
+pub(crate) async fn track(services: Arc<Services>, feed: Arc<Feed>) {
+    loop {
+        let more = std::future::poll_fn(|cx| {
+            let mut rx = feed.lock();
+            match rx.poll_recv(cx) {
+                std::task::Poll::Ready(Some(event)) => {
+                    apply(&services, event);
+                    std::task::Poll::Ready(true)
+                }
+                std::task::Poll::Ready(None) => std::task::Poll::Ready(false),
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            }
+        })
+        .await;
+        if !more {
+            return;
         }
     }
 }
