@@ -44,7 +44,7 @@ pub use mqtt::{
     WaitError,
 };
 pub use net::{
-    mqtt_connect_packet, mqtt_publish_packet, read_some, silent_tcp, tls_handshake,
+    free_port, mqtt_connect_packet, mqtt_publish_packet, read_some, silent_tcp, tls_handshake,
     tls_mqtt_connect, wait_closed,
 };
 pub use node::{ApiResponse, Enrolment, TestNode, TEST_PASSWORD};

@@ -149,3 +149,12 @@ pub async fn wait_closed<R: AsyncRead + Unpin>(reader: &mut R, wait: Duration) -
     };
     tokio::time::timeout(wait, closed).await.is_ok()
 }
+
+/// A loopback port that was free a moment ago, for a server that must come back on the same
+/// port after a restart (everything else binds port 0).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("finding a free loopback port")
+}

@@ -292,7 +292,7 @@ async fn every_failure_is_one_clear_line() {
     cli.chat("x", &["login", "alice", "--password", "wrong password"])
         .await
         .fails_with("(unauthorized, HTTP 401)");
-    let dead = format!("127.0.0.1:{}", free_port());
+    let dead = format!("127.0.0.1:{}", chat_tests::free_port());
     let state = cli.state("alice");
     run("http://127.0.0.1:1", &dead, &state, &["history", "bob"])
         .await
@@ -374,12 +374,4 @@ async fn groups_and_media_from_the_command_line() {
     assert_eq!(media["size"], 10);
     assert_eq!(media["mime"], "text/plain");
     cli.node.stop().await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

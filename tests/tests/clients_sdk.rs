@@ -17,15 +17,6 @@ use tokio::process::{Child, Command};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-/// A port that was free a moment ago (the node is restarted on the same ports).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The real `chatd` on fixed loopback ports, restartable on the same data directory.
 struct Chatd {
     child: Option<Child>,
@@ -42,8 +33,8 @@ impl Chatd {
             child: None,
             data: dir.join("data"),
             logs: dir.to_path_buf(),
-            http_port: free_port(),
-            mqtt_port: free_port(),
+            http_port: chat_tests::free_port(),
+            mqtt_port: chat_tests::free_port(),
             starts: 0,
         };
         c.restart().await;
@@ -272,7 +263,7 @@ async fn outbox_survives_a_restart_of_the_client() {
     let (_bob, mut bob_events) = connect(bob, StateStore::Memory).await;
 
     // First run: the broker address is dead, so nothing can go out.
-    alice.mqtt = format!("127.0.0.1:{}", free_port());
+    alice.mqtt = format!("127.0.0.1:{}", chat_tests::free_port());
     let store = StateStore::File(dir.path().join("alice.json"));
     let (offline, _events) = Client::start(alice, store.clone(), options()).unwrap();
     let mut pending = Vec::new();
