@@ -429,6 +429,35 @@ mod tests {
     }
 
     #[test]
+    fn backends_are_configured_or_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = MediaConfig::default();
+        assert!(local.validate().is_ok());
+        assert!(local.open(dir.path()).is_ok());
+        assert!(dir.path().join("media").is_dir());
+        let s3 = MediaConfig {
+            backend: "s3".into(),
+            s3_bucket: "chat-media".into(),
+            s3_endpoint: "http://127.0.0.1:9000".into(),
+            s3_access_key_id: "key".into(),
+            s3_secret_access_key: "secret".into(),
+            ..MediaConfig::default()
+        };
+        assert!(s3.validate().is_ok());
+        assert!(s3.open(dir.path()).is_ok(), "an S3 client is built without contacting it");
+        let no_bucket = MediaConfig {
+            s3_bucket: String::new(),
+            ..s3
+        };
+        assert!(no_bucket.validate().unwrap_err().contains("s3_bucket"));
+        let odd = MediaConfig {
+            backend: "ftp".into(),
+            ..MediaConfig::default()
+        };
+        assert!(odd.validate().is_err());
+    }
+
+    #[test]
     fn ranges() {
         let h = |v: &str| {
             let mut m = HeaderMap::new();
