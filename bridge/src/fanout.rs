@@ -32,11 +32,14 @@ pub(crate) struct FanoutJob {
     pub recipients: Vec<String>,
 }
 
-/// Runs a shard's fan-out queue until the worker (its only sender) is gone.
-pub(crate) fn run(jobs: Receiver<FanoutJob>, services: Arc<Services>) {
+/// Runs shard `shard`'s fan-out queue until the worker (its only sender) is gone.
+pub(crate) fn run(jobs: Receiver<FanoutJob>, services: Arc<Services>, shard: usize) {
     while let Ok(first) = jobs.recv() {
         let mut round = vec![first];
         round.extend(jobs.try_iter().take(JOBS_PER_ROUND - 1));
+        if let Some(d) = services.stats.fanout_queue(shard) {
+            d.add(-(round.len() as i64));
+        }
         let mut publish: Vec<(String, Vec<u8>)> = Vec::new();
         let mut written = 0;
         for job in &round {

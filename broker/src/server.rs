@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::connection;
 use crate::routers::Routers;
-use crate::{BrokerConfig, BrokerError};
+use crate::{BrokerConfig, BrokerError, BrokerStats};
 
 /// Decides who may connect. The node implements it on top of its store; the broker itself
 /// knows nothing of accounts.
@@ -121,6 +121,8 @@ pub(crate) struct Shared {
     pub(crate) open: AtomicUsize,
     /// Connections past CONNECT.
     pub(crate) linked: AtomicUsize,
+    /// Counters for the node's metrics.
+    pub(crate) stats: Arc<BrokerStats>,
 }
 
 /// A running MQTT front end. Dropping it does not stop it: call [`Broker::shutdown`].
@@ -164,6 +166,7 @@ impl Broker {
             next_conn: AtomicU64::new(1),
             open: AtomicUsize::new(0),
             linked: AtomicUsize::new(0),
+            stats: Arc::default(),
         });
         let mut tasks = JoinSet::new();
         let acceptor = TlsAcceptor::from(tls);
@@ -254,6 +257,16 @@ impl BrokerHandle {
         self.shared.linked.load(Ordering::Relaxed)
     }
 
+    /// Sockets open now, including those still in their TLS handshake or CONNECT.
+    pub fn open_sockets(&self) -> usize {
+        self.shared.open.load(Ordering::Relaxed)
+    }
+
+    /// The front end's counters.
+    pub fn stats(&self) -> Arc<BrokerStats> {
+        self.shared.stats.clone()
+    }
+
     /// Closes every open connection of one device; returns how many were closed.
     pub fn disconnect_device(&self, user: &str, device: &str) -> usize {
         self.shared.registry.kick(|u, d| u == user && d == device)
@@ -289,9 +302,11 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tls: Option<Tls
                 continue;
             }
         };
+        shared.stats.accepted.inc();
         let open = shared.open.fetch_add(1, Ordering::AcqRel) + 1;
         if open > shared.cfg.max_connections {
             shared.open.fetch_sub(1, Ordering::AcqRel);
+            shared.stats.refused.inc("limit");
             debug!(%peer, "connection limit reached; closing");
             drop(stream);
             continue;
