@@ -1,5 +1,7 @@
 //! A whole node: store, certificate authority, MQTT front end and HTTP API, started together
-//! and stopped in order.
+//! and stopped in order: first `/readyz` turns 503 (draining, for `node.drain_delay_ms`), then
+//! the listeners close, queued requests finish, open HTTP requests get up to
+//! `node.shutdown_grace_secs`, and the store is flushed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +19,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::ops::{self, Live, NoPush, Ops};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +60,7 @@ pub struct Node {
     stop_http: watch::Sender<bool>,
     http_task: JoinHandle<std::io::Result<()>>,
     background: Vec<JoinHandle<()>>,
+    ops: Arc<Ops>,
 }
 
 /// Lets a device connect only while it is enrolled, not revoked, and its user is enabled;
@@ -107,7 +111,21 @@ impl Node {
             events,
         )
         .await?;
-        let background = vec![tokio::spawn(purge_sessions(store.clone()))];
+        let live = Live {
+            broker: broker.handle(),
+            presence: bridge.presence(),
+            bridge: bridge.stats(),
+        };
+        let ops = Arc::new(Ops::new(
+            config.node.node_id,
+            store.clone(),
+            Some(live),
+            Arc::new(NoPush),
+        ));
+        let background = vec![
+            tokio::spawn(purge_sessions(store.clone())),
+            tokio::spawn(ops::run_sampler(ops.clone())),
+        ];
 
         let listener = TcpListener::bind(&config.http.listen)
             .await
@@ -131,6 +149,8 @@ impl Node {
                 let closed = kicker.disconnect_device(user, device);
                 info!(user, device, closed, "device revoked");
             }),
+            admin: Arc::new(config.admin.clone()),
+            ops: ops.clone(),
         };
         let (stop_http, mut stopped) = watch::channel(false);
         let shutdown = async move {
@@ -154,7 +174,13 @@ impl Node {
             stop_http,
             http_task,
             background,
+            ops,
         })
+    }
+
+    /// Live figures, readiness and the push seam (what `/metrics` and the admin API read).
+    pub fn ops(&self) -> &Arc<Ops> {
+        &self.ops
     }
 
     /// The HTTP API address (with the real port when configured with port 0).
@@ -207,10 +233,20 @@ impl Node {
         self.bridge.online_users()
     }
 
-    /// Stops accepting, closes connections, lets queued requests and HTTP requests finish
-    /// (within the grace period) and flushes the store.
+    /// Drains: `/readyz` answers 503 at once and for `node.drain_delay_ms` the node keeps
+    /// serving; then it stops accepting, closes connections, lets queued requests and HTTP
+    /// requests finish (within the grace period) and flushes the store.
     pub async fn shutdown(self) -> Result<(), NodeError> {
         let grace = Duration::from_secs(self.config.node.shutdown_grace_secs);
+        let drain = Duration::from_millis(self.config.node.drain_delay_ms);
+        self.ops.set_draining();
+        info!(
+            drain_delay_ms = drain.as_millis() as u64,
+            "draining: /readyz answers 503"
+        );
+        if !drain.is_zero() {
+            tokio::time::sleep(drain).await;
+        }
         info!("shutting down");
         let _ = self.stop_http.send(true);
         self.broker.shutdown(grace).await;
