@@ -27,7 +27,7 @@ const DEAD_LETTERS_DEFAULT: usize = 100;
 const DEAD_LETTERS_MAX: usize = 1000;
 
 /// `[admin]` settings: the admin API, the dashboard and `/metrics`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
     /// Bearer token for the admin API, the dashboard and `/metrics`, at least 16 characters.
@@ -36,15 +36,6 @@ pub struct AdminConfig {
     /// Serve `/metrics` without the token, for a scraper on a private network (default
     /// `false`).
     pub metrics_public: bool,
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        AdminConfig {
-            token: String::new(),
-            metrics_public: false,
-        }
-    }
 }
 
 impl std::fmt::Debug for AdminConfig {

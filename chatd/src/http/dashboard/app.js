@@ -92,7 +92,8 @@ function drawChart(history) {
   $("chart-line").setAttribute("points", pts.join(" "));
   $("chart-area").setAttribute("points", pts.length ? `0,160 ${pts.join(" ")} 600,160` : "");
   $("chart-max").textContent = "max " + max.toFixed(1) + " /s";
-  $("chart-from").textContent = "-" + Math.round(values.length / 60 * 10) / 10 + " min";
+  const span = values.length;
+  $("chart-from").textContent = span < 120 ? `-${span} s` : `-${Math.round(span / 6) / 10} min`;
 }
 
 function render(s) {
