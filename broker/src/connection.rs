@@ -85,6 +85,13 @@ pub(crate) async fn handle(
     }
 }
 
+/// Resolves once the front end stops reading from clients (at once if it already has).
+async fn quieted(shared: &Shared) {
+    let mut quiet = shared.quiet.clone();
+    // An error means the broker is gone: stop reading too.
+    let _ = quiet.wait_for(|q| *q).await;
+}
+
 /// Resolves once the front end is shutting down (at once if it already is).
 async fn stopping(shared: &Shared) {
     let mut shutdown = shared.shutdown.clone();
@@ -324,12 +331,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let mut deadline = Instant::now() + self.idle;
         let stop = stopping(shared);
         tokio::pin!(stop);
+        // While draining, nothing is read (no new requests, no keep-alive), but router
+        // notifications (answers) are still written.
+        let quiet = quieted(shared);
+        tokio::pin!(quiet);
+        let mut reading = true;
         loop {
             tokio::select! {
                 _ = kick.notified() => return DisconnectReason::Kicked,
                 _ = &mut stop => return DisconnectReason::Shutdown,
-                _ = tokio::time::sleep_until(deadline) => return DisconnectReason::KeepAliveTimeout,
-                read = self.codec.fill(&mut self.rd), if self.inflight < self.max_inflight => {
+                _ = &mut quiet, if reading => reading = false,
+                _ = tokio::time::sleep_until(deadline), if reading => return DisconnectReason::KeepAliveTimeout,
+                read = self.codec.fill(&mut self.rd), if reading && self.inflight < self.max_inflight => {
                     match read {
                         Ok(()) => deadline = Instant::now() + self.idle,
                         Err(FrameError::Closed) => return DisconnectReason::Lost,

@@ -116,6 +116,8 @@ pub(crate) struct Shared {
     pub(crate) events: mpsc::UnboundedSender<ConnectionEvent>,
     pub(crate) registry: Registry,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// True once the front end stops accepting and stops reading from clients (draining).
+    pub(crate) quiet: watch::Receiver<bool>,
     pub(crate) next_conn: AtomicU64,
     /// Sockets accepted and not yet closed (handshaking ones included).
     pub(crate) open: AtomicUsize,
@@ -131,6 +133,7 @@ pub struct Broker {
     tls_addr: SocketAddr,
     plain_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
+    quiet: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
 
@@ -155,6 +158,7 @@ impl Broker {
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (stop, shutdown) = watch::channel(false);
+        let (quiet_tx, quiet) = watch::channel(false);
         let routers = Routers::start(&cfg);
         let shared = Arc::new(Shared {
             cfg,
@@ -163,6 +167,7 @@ impl Broker {
             events: events_tx,
             registry: Registry::default(),
             shutdown,
+            quiet,
             next_conn: AtomicU64::new(1),
             open: AtomicUsize::new(0),
             linked: AtomicUsize::new(0),
@@ -181,6 +186,7 @@ impl Broker {
             tls_addr,
             plain_addr,
             stop,
+            quiet: quiet_tx,
             tasks,
         };
         Ok((broker, events_rx))
@@ -226,6 +232,14 @@ impl Broker {
             .await
             .map_err(|e| BrokerError::Link(e.to_string()))?
             .map_err(BrokerError::Link)
+    }
+
+    /// The first step of a graceful stop: stops accepting and stops reading from the open
+    /// connections (so no new request comes in), while everything the routers send to clients
+    /// still goes out: answers to the requests already read reach their devices. Keep-alive
+    /// timeouts are suspended. Follow with [`Broker::shutdown`].
+    pub fn stop_reading(&self) {
+        let _ = self.quiet.send(true);
     }
 
     /// Stops accepting, closes every connection and waits (up to `grace`) for them to end.
@@ -288,10 +302,12 @@ async fn bind(addr: &str) -> Result<TcpListener, BrokerError> {
 /// do) can hold up the loop.
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tls: Option<TlsAcceptor>) {
     let mut shutdown = shared.shutdown.clone();
+    let mut quiet = shared.quiet.clone();
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = shutdown.changed() => return,
+            _ = quiet.wait_for(|q| *q) => return,
         };
         let (stream, peer) = match accepted {
             Ok(v) => v,
