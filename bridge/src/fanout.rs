@@ -37,9 +37,6 @@ pub(crate) fn run(jobs: Receiver<FanoutJob>, services: Arc<Services>, shard: usi
     while let Ok(first) = jobs.recv() {
         let mut round = vec![first];
         round.extend(jobs.try_iter().take(JOBS_PER_ROUND - 1));
-        if let Some(d) = services.stats.fanout_queue(shard) {
-            d.add(-(round.len() as i64));
-        }
         let mut publish: Vec<(String, Vec<u8>)> = Vec::new();
         let mut written = 0;
         for job in &round {
@@ -64,7 +61,12 @@ pub(crate) fn run(jobs: Receiver<FanoutJob>, services: Arc<Services>, shard: usi
                 }
             }
         }
-        if !commit(&services, &mut publish) {
+        let committed = commit(&services, &mut publish);
+        // Counted until published, so that a drain can wait for zero.
+        if let Some(d) = services.stats.fanout_queue(shard) {
+            d.add(-(round.len() as i64));
+        }
+        if !committed {
             // Markers stay: the next start finishes these fan-outs.
             continue;
         }

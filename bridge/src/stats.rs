@@ -40,13 +40,22 @@ pub struct BridgeStats {
     pub send_latency: Histogram,
     /// One group-commit flush of the store.
     pub flush_latency: Histogram,
-    /// Jobs queued for each conversation shard's worker.
+    /// Jobs queued for each conversation shard's worker or in its current batch (a job leaves
+    /// once answered).
     pub shard_queue: Vec<Gauge>,
-    /// Group entries queued for each shard's fan-out thread.
+    /// Group entries queued for each shard's fan-out thread or being fanned out.
     pub fanout_queue: Vec<Gauge>,
 }
 
 impl BridgeStats {
+    /// Whether every shard's worker and fan-out queue is empty (nothing queued or in hand).
+    pub fn queues_empty(&self) -> bool {
+        self.shard_queue
+            .iter()
+            .chain(&self.fanout_queue)
+            .all(|g| g.get() <= 0)
+    }
+
     /// Zeroed meters for `shards` shards.
     pub fn new(shards: usize) -> BridgeStats {
         BridgeStats {

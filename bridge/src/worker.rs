@@ -103,10 +103,12 @@ pub(crate) fn run(
                 let mut batch = Vec::with_capacity(16);
                 batch.push(first);
                 batch.extend(jobs.try_iter().take(BATCH - 1));
-                if let Some(d) = depth {
-                    d.add(-(batch.len() as i64));
-                }
+                let taken = batch.len() as i64;
                 worker.process(batch);
+                // Counted until answered, so that a drain can wait for zero.
+                if let Some(d) = depth {
+                    d.add(-taken);
+                }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
