@@ -1,7 +1,8 @@
 //! A whole node: store, certificate authority, MQTT front end and HTTP API, started together
 //! and stopped in order: first `/readyz` turns 503 (draining, for `node.drain_delay_ms`), then
-//! the listeners close, queued requests finish, open HTTP requests get up to
-//! `node.shutdown_grace_secs`, and the store is flushed.
+//! the listeners close and the front end stops reading requests, the requests already read are
+//! answered, connections close, open HTTP requests get up to `node.shutdown_grace_secs`, and
+//! the store is flushed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -234,8 +235,9 @@ impl Node {
     }
 
     /// Drains: `/readyz` answers 503 at once and for `node.drain_delay_ms` the node keeps
-    /// serving; then it stops accepting, closes connections, lets queued requests and HTTP
-    /// requests finish (within the grace period) and flushes the store.
+    /// serving; then it stops accepting and reading requests, answers the requests it has read
+    /// (until nothing has moved for 100 ms, within the grace period), closes connections, lets
+    /// HTTP requests finish (within the grace period) and flushes the store.
     pub async fn shutdown(self) -> Result<(), NodeError> {
         let grace = Duration::from_secs(self.config.node.shutdown_grace_secs);
         let drain = Duration::from_millis(self.config.node.drain_delay_ms);
@@ -247,8 +249,12 @@ impl Node {
         if !drain.is_zero() {
             tokio::time::sleep(drain).await;
         }
-        info!("shutting down");
+        info!("shutting down: no new connections or requests");
         let _ = self.stop_http.send(true);
+        self.broker.stop_reading();
+        if !self.ops.wait_settled(SETTLE_QUIET, grace).await {
+            warn!("requests still in progress after the grace period; closing connections anyway");
+        }
         self.broker.shutdown(grace).await;
         self.bridge.shutdown().await;
         match tokio::time::timeout(grace, self.http_task).await {
@@ -265,6 +271,9 @@ impl Node {
         Ok(())
     }
 }
+
+/// While draining, the node is considered settled once nothing has moved for this long.
+const SETTLE_QUIET: Duration = Duration::from_millis(100);
 
 /// Picks the HTTPS certificate: the operator's files, the node's own server certificate, or none.
 fn http_tls_config(

@@ -1,7 +1,7 @@
 //! Operations on a real node: `/metrics` is valid Prometheus text whose counters move with
 //! traffic, the admin API refuses requests without the token, disabling a user or revoking a
-//! device through it closes their connections and keeps them out, and `/readyz` turns 503
-//! while the node drains.
+//! device through it closes their connections and keeps them out, `/readyz` turns 503 while
+//! the node drains, and a drain answers every request it read before closing connections.
 
 use std::time::{Duration, Instant};
 
@@ -286,4 +286,46 @@ async fn readyz_is_503_while_draining() {
         .expect("shutdown failed");
     assert!(started.elapsed() >= Duration::from_millis(1500));
     assert!(a.wait_disconnected(Duration::from_secs(2)).await);
+}
+
+// A shutdown in the middle of alice's sends (64 in flight) answers every request it read
+// before closing: after the restart, every stored message is one whose `sent` reached her,
+// and every `sent` she got is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_answers_every_request_it_read() {
+    let node = TestNode::start().await;
+    let (token, alice_e) = node.user_with_device("alice", "laptop").await;
+    node.user_with_device("bob", "phone").await;
+    let mut alice = ChatDevice::connect_node(&node, &alice_e).await;
+    let ids = (0..100_000).map(|i| format!("d{i}"));
+    let (run, node) = tokio::join!(
+        send_windowed(&mut alice, "bob", ids, 64, |id| format!("drain {id}")),
+        async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            node.restart().await
+        }
+    );
+    assert!(run.ended.is_some(), "the connection did not end");
+    assert!(
+        !run.acked.is_empty(),
+        "nothing answered before the shutdown"
+    );
+    let history =
+        chat_tests::chat::http_history_all(&node.client, &node.http, &token, "d.alice.bob").await;
+    let stored: std::collections::HashSet<&str> = history
+        .iter()
+        .map(|m| chat_tests::chat::str_of(m, "body").trim_start_matches("drain "))
+        .collect();
+    let acked: std::collections::HashSet<&str> = run.acked.iter().map(|r| r.id.as_str()).collect();
+    let unanswered: Vec<&&str> = stored.difference(&acked).collect();
+    assert!(
+        unanswered.is_empty(),
+        "{} of {} stored messages never got their sent: {:?}",
+        unanswered.len(),
+        stored.len(),
+        unanswered.iter().take(5).collect::<Vec<_>>()
+    );
+    assert_eq!(stored.len(), acked.len(), "a sent message is missing");
+    eprintln!("drain: {} messages sent and stored", acked.len());
+    node.stop().await;
 }

@@ -138,7 +138,7 @@ impl Ops {
             .collect();
         e.gauges(
             "chatd_shard_queue_depth",
-            "Requests waiting for each conversation shard's worker.",
+            "Requests queued for, or in the current batch of, each conversation shard's worker.",
             "shard",
             shard_label
                 .iter()
@@ -147,7 +147,7 @@ impl Ops {
         );
         e.gauges(
             "chatd_fanout_queue_depth",
-            "Group entries waiting for each shard's fan-out thread.",
+            "Group entries queued for, or being fanned out by, each shard's fan-out thread.",
             "shard",
             shard_label
                 .iter()

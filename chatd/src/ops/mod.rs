@@ -19,7 +19,7 @@ mod stats;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chat_bridge::{BridgeStats, Presence};
 use chat_broker::BrokerHandle;
@@ -157,6 +157,33 @@ impl Ops {
         http.iter()
             .map(|((route, status), n)| (vec![route.clone(), status.to_string()], *n))
             .collect()
+    }
+
+    /// Waits until the message service has nothing queued or in hand and nothing has moved
+    /// (requests read, publishes in either direction) for `quiet`, or until `max` has passed.
+    /// True if it settled. For draining: call it once the front end has stopped reading.
+    pub async fn wait_settled(&self, quiet: Duration, max: Duration) -> bool {
+        let Some(live) = self.live() else {
+            return true;
+        };
+        let broker = live.broker.stats();
+        let activity = || {
+            live.bridge.requests.total() + broker.publishes_in.get() + broker.publishes_out.get()
+        };
+        let started = Instant::now();
+        let (mut last, mut since) = (activity(), Instant::now());
+        loop {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let now = activity();
+            if now != last {
+                (last, since) = (now, Instant::now());
+            } else if live.bridge.queues_empty() && since.elapsed() >= quiet {
+                return true;
+            }
+            if started.elapsed() >= max {
+                return false;
+            }
+        }
     }
 
     fn series(&self) -> std::sync::MutexGuard<'_, Series> {

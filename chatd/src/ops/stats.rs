@@ -74,9 +74,9 @@ pub struct LatencyStats {
 #[derive(Debug, Serialize)]
 pub struct ShardQueues {
     pub shard: usize,
-    /// Requests waiting for the shard's worker.
+    /// Requests queued for the shard's worker or in its current batch.
     pub queued: i64,
-    /// Group entries waiting for the shard's fan-out thread.
+    /// Group entries queued for the shard's fan-out thread or being fanned out.
     pub fanout: i64,
 }
 
