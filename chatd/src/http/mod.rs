@@ -1,12 +1,13 @@
 //! The HTTP API of the chat node (PROTOCOL v1).
 //!
-//! All bodies are JSON. Every error is answered as
+//! All bodies are JSON, except the text of `/metrics` and the dashboard's files. Every error is
+//! answered as
 //! `{"error":{"code":"...","message":"..."}}` (see [`ApiError`]).
 //!
 //! | method and path                   | auth   | answer                                          |
 //! |-----------------------------------|--------|-------------------------------------------------|
 //! | `POST /v1/users`                  | none   | 201 `{user_id}` (403 when registration is closed) |
-//! | `POST /v1/sessions`               | none   | 200 `{token, expires_at}`                       |
+//! | `POST /v1/sessions`               | none   | 200 `{token, expires_at}`; 403 for a disabled user |
 //! | `POST /v1/sessions/logout`        | Bearer | 204; the token stops working                    |
 //! | `POST /v1/devices`                | Bearer | 201 `{device_id, cert_pem, key_pem?, ca_pem, expires_at}` |
 //! | `DELETE /v1/devices/{device_id}`  | Bearer | 204; 404 when no such active device             |
