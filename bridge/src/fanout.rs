@@ -32,8 +32,8 @@ pub(crate) struct FanoutJob {
     pub recipients: Vec<String>,
 }
 
-/// Runs a shard's fan-out queue until the worker (its only sender) is gone.
-pub(crate) fn run(jobs: Receiver<FanoutJob>, services: Arc<Services>) {
+/// Runs shard `shard`'s fan-out queue until the worker (its only sender) is gone.
+pub(crate) fn run(jobs: Receiver<FanoutJob>, services: Arc<Services>, shard: usize) {
     while let Ok(first) = jobs.recv() {
         let mut round = vec![first];
         round.extend(jobs.try_iter().take(JOBS_PER_ROUND - 1));
@@ -62,7 +62,12 @@ pub(crate) fn run(jobs: Receiver<FanoutJob>, services: Arc<Services>) {
                 }
             }
         }
-        if !commit(&services, &mut publish) {
+        let committed = commit(&services, &mut publish);
+        // Counted until published, so that a drain can wait for zero.
+        if let Some(d) = services.stats.fanout_queue(shard) {
+            d.add(-(round.len() as i64));
+        }
+        if !committed {
             // Markers stay: the next start finishes these fan-outs.
             continue;
         }

@@ -5,10 +5,13 @@
 //! so no other code may flush while the bridge runs.)
 
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::Arc;
 use std::time::Instant;
 
 use chat_store::Store;
 use tracing::{error, warn};
+
+use crate::BridgeStats;
 
 type Waiter = SyncSender<Result<(), String>>;
 
@@ -19,12 +22,13 @@ pub struct Flusher {
 }
 
 impl Flusher {
-    /// Starts the flusher thread. It ends when every handle is dropped.
-    pub fn start(store: Store) -> std::io::Result<Flusher> {
+    /// Starts the flusher thread, which records each flush's duration in
+    /// `stats.flush_latency`. It ends when every handle is dropped.
+    pub fn start(store: Store, stats: Arc<BridgeStats>) -> std::io::Result<Flusher> {
         let (tx, rx) = channel::<Waiter>();
         std::thread::Builder::new()
             .name("chat-flusher".into())
-            .spawn(move || run(store, rx))?;
+            .spawn(move || run(store, rx, stats))?;
         Ok(Flusher { tx })
     }
 
@@ -37,7 +41,7 @@ impl Flusher {
     }
 }
 
-fn run(store: Store, rx: Receiver<Waiter>) {
+fn run(store: Store, rx: Receiver<Waiter>, stats: Arc<BridgeStats>) {
     let mut waiting = Vec::new();
     while let Ok(first) = rx.recv() {
         waiting.push(first);
@@ -48,6 +52,7 @@ fn run(store: Store, rx: Receiver<Waiter>) {
             error!(error = %e, "store flush failed");
         }
         let took = started.elapsed();
+        stats.flush_latency.observe(took);
         if took.as_millis() > 100 {
             warn!(
                 ms = took.as_millis() as u64,

@@ -2,6 +2,7 @@
 
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
+use std::time::Instant;
 
 use chat_broker::{LinkRx, Notification};
 use chat_proto::{parse_request, parse_status, ErrorCode, Request, Status, Target};
@@ -51,6 +52,7 @@ impl Dispatch {
             "status" => match parse_status(payload) {
                 Ok(status) => self.on_status(user, &status),
                 Err(e) => {
+                    self.services.stats.requests.inc("invalid");
                     let origin = Origin {
                         user: user.to_owned(),
                         device: e.device.clone(),
@@ -66,6 +68,7 @@ impl Dispatch {
     /// `online`/`offline` from a connected device: an away device gets no live events (they
     /// wait in the inbox for `sync`); watchers hear when the user as a whole comes or goes.
     fn on_status(&self, user: &str, status: &Status) {
+        self.services.stats.requests.inc("status");
         let (device, present) = match status {
             Status::Online { device } => (device, true),
             Status::Offline { device } => (device, false),
@@ -85,9 +88,15 @@ impl Dispatch {
     }
 
     fn on_request(&self, user: &str, payload: &[u8]) {
+        let received = Instant::now();
+        let requests = &self.services.stats.requests;
         let env = match parse_request(payload) {
-            Ok(env) => env,
+            Ok(env) => {
+                requests.inc(env.request.name());
+                env
+            }
             Err(e) => {
+                requests.inc("invalid");
                 let origin = Origin {
                     user: user.to_owned(),
                     device: e.device.clone(),
@@ -119,7 +128,7 @@ impl Dispatch {
                 .error(&origin, send_id, ErrorCode::RateLimited, message);
         }
         match env.request {
-            Request::Send(send) => self.on_send(origin, send),
+            Request::Send(send) => self.on_send(origin, send, received),
             Request::Receipt(r) => {
                 let job = ReceiptJob {
                     origin,
@@ -199,7 +208,7 @@ impl Dispatch {
         }
     }
 
-    fn on_send(&self, origin: Origin, send: chat_proto::SendRequest) {
+    fn on_send(&self, origin: Origin, send: chat_proto::SendRequest, received: Instant) {
         let chat_proto::SendRequest {
             id,
             target,
@@ -240,6 +249,7 @@ impl Dispatch {
             id,
             conv,
             content: content.into(),
+            received,
         };
         self.to_shard(Job::Send(job));
     }
@@ -254,8 +264,16 @@ impl Dispatch {
     }
 
     fn to_shard(&self, job: Job) {
-        let shard = self.store().conv_shard(&job.conv());
-        if self.shards[shard % self.shards.len()].send(job).is_err() {
+        let shard = self.store().conv_shard(&job.conv()) % self.shards.len();
+        // Counted before it is queued, so the worker never takes the gauge below zero.
+        let depth = self.services.stats.shard_queue(shard);
+        if let Some(d) = depth {
+            d.inc();
+        }
+        if self.shards[shard].send(job).is_err() {
+            if let Some(d) = depth {
+                d.dec();
+            }
             warn!(shard, "shard worker stopped; request dropped");
         }
     }

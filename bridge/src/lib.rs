@@ -23,6 +23,7 @@
 //! - `publisher.rs`: publishing threads, one per router partition
 //! - `presence.rs`: the online table and last-seen
 //! - `ids.rs`: Snowflake message ids
+//! - `stats.rs`: [`BridgeStats`], the meters the node exports
 
 mod events;
 mod fanout;
@@ -35,6 +36,7 @@ mod presence;
 mod publisher;
 pub mod reads;
 mod social;
+pub mod stats;
 mod worker;
 
 use std::sync::mpsc::{channel, Sender};
@@ -53,6 +55,7 @@ pub use groups::{DEFAULT_MAX_MEMBERS, MAX_MEMBERS_CAP};
 pub use limits::Rate;
 pub use presence::{Presence, MAX_WATCHED_PER_DEVICE};
 pub use publisher::Publisher;
+pub use stats::BridgeStats;
 
 /// The bridge's settings (the node's `[limits]` section).
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +106,7 @@ pub(crate) struct Services {
     pub(crate) flusher: Flusher,
     pub(crate) ids: Snowflake,
     pub(crate) config: BridgeConfig,
+    pub(crate) stats: Arc<BridgeStats>,
     /// Push notifications for offline recipients (`None`: push is off).
     pub(crate) push: Option<chat_push::PushQueue>,
 }
@@ -123,6 +127,7 @@ impl Services {
 impl Services {
     /// Sends an `error` event to the device that made the request (or all the user's devices).
     pub(crate) fn error(&self, origin: &Origin, id: Option<&str>, code: ErrorCode, message: &str) {
+        self.stats.errors.inc(code.as_str());
         let payload = events::error(origin.req.as_deref(), id, code, message);
         self.publisher
             .to_device(&origin.user, origin.device.as_deref(), payload);
@@ -162,14 +167,16 @@ impl Bridge {
             rxs.push(rx);
         }
         let presence = Presence::default();
+        let stats = Arc::new(BridgeStats::new(store.config().shards));
         let services = Arc::new(Services {
             store: store.clone(),
             publisher: Publisher::start(txs)?,
             presence: presence.clone(),
-            flusher: Flusher::start(store.clone())?,
+            flusher: Flusher::start(store.clone(), stats.clone())?,
             ids: Snowflake::new(node_id),
             config,
             push,
+            stats,
         });
         let mut shards = Vec::new();
         let mut workers = Vec::new();
@@ -181,7 +188,7 @@ impl Bridge {
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("chat-fanout-{shard}"))
-                    .spawn(move || fanout::run(fanout_rx, fanout_services))?,
+                    .spawn(move || fanout::run(fanout_rx, fanout_services, shard))?,
             );
             let services = services.clone();
             workers.push(
@@ -214,6 +221,16 @@ impl Bridge {
     /// Users with at least one connected device.
     pub fn online_users(&self) -> usize {
         self.services.presence.online_users()
+    }
+
+    /// The online table (a shared handle).
+    pub fn presence(&self) -> Presence {
+        self.services.presence.clone()
+    }
+
+    /// The bridge's meters (a shared handle that outlives the bridge).
+    pub fn stats(&self) -> Arc<BridgeStats> {
+        self.services.stats.clone()
     }
 
     /// Stops reading requests, lets the workers finish what is queued, and waits for them.

@@ -75,6 +75,17 @@ impl Presence {
         self.lock().values().filter(|d| any_present(d)).count()
     }
 
+    /// The connected devices of `user`, each with whether it said it is away, by device id.
+    pub fn devices(&self, user: &str) -> Vec<(String, bool)> {
+        let mut devices: Vec<(String, bool)> = self
+            .lock()
+            .get(user)
+            .map(|d| d.iter().map(|(id, s)| (id.clone(), s.away)).collect())
+            .unwrap_or_default();
+        devices.sort();
+        devices
+    }
+
     /// Records a connection (a new connection is present); true when the user just came online.
     pub fn connected(&self, user: &str, device: &str) -> bool {
         let mut online = self.lock();

@@ -68,6 +68,8 @@ pub(crate) struct SendJob {
     pub conv: Conv,
     /// The stored wire fields: `to` or `group`, `body`, `media`, `reply_to`.
     pub content: serde_json::Value,
+    /// When the bridge read the request (for the `send` -> `sent` latency).
+    pub received: Instant,
 }
 
 #[derive(Debug)]
@@ -93,13 +95,20 @@ pub(crate) fn run(
     };
     worker.recover();
     let mut last_purge = Instant::now();
+    let stats = worker.services.stats.clone();
+    let depth = stats.shard_queue(worker.writer.shard());
     loop {
         match jobs.recv_timeout(PURGE_EVERY) {
             Ok(first) => {
                 let mut batch = Vec::with_capacity(16);
                 batch.push(first);
                 batch.extend(jobs.try_iter().take(BATCH - 1));
+                let taken = batch.len() as i64;
                 worker.process(batch);
+                // Counted until answered, so that a drain can wait for zero.
+                if let Some(d) = depth {
+                    d.add(-taken);
+                }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
@@ -135,12 +144,15 @@ type Outbox = Vec<(String, Vec<u8>)>;
 /// What one batch of jobs has produced so far.
 #[derive(Default)]
 struct Round {
-    /// Sends accepted, not yet written: origin, message, group recipients (empty for 1:1).
-    sends: Vec<(Origin, NewMessage, Vec<String>)>,
+    /// Sends accepted, not yet written: origin, message, group recipients (empty for 1:1),
+    /// when the request was read.
+    sends: Vec<(Origin, NewMessage, Vec<String>, Instant)>,
     /// `(sender, id)` of the sends in this batch, to spot a retry inside the batch.
     in_batch: HashSet<(String, String)>,
     /// Written sends, to answer `unavailable` if the flush fails.
     written: Vec<(Origin, String)>,
+    /// When each written send was read (same order as `written`).
+    received: Vec<Instant>,
     /// Retried sends, answered with their original `sent` after the flush.
     retries: Vec<(Origin, String)>,
     /// 1:1 messages whose fan-out is complete once flushed: (conv, seq).
@@ -203,7 +215,14 @@ impl Worker {
     }
 
     fn hand_off(&self, job: FanoutJob) {
+        let depth = self.services.stats.fanout_queue(self.writer.shard());
+        if let Some(d) = depth {
+            d.inc();
+        }
         if self.fanout.send(job).is_err() {
+            if let Some(d) = depth {
+                d.dec();
+            }
             warn!("fan-out queue stopped; the entry is fanned out on the next start");
         }
     }
@@ -246,6 +265,13 @@ impl Worker {
             if services.presence.is_online(&user) {
                 services.publisher.to_user(&user, payload);
             }
+        }
+        services
+            .stats
+            .messages_stored
+            .add(round.received.len() as u64);
+        for at in &round.received {
+            services.stats.send_latency.observe(at.elapsed());
         }
         for (conv, seq) in &round.done {
             if let Err(e) = self.writer.clear_pending(conv, *seq) {
@@ -295,6 +321,7 @@ impl Worker {
             id,
             conv,
             mut content,
+            received,
         } = job;
         if let (false, serde_json::Value::Object(map)) = (hidden.is_empty(), &mut content) {
             map.insert("hidden".into(), hidden.into());
@@ -307,7 +334,7 @@ impl Worker {
             ts: now_ms(),
             content,
         };
-        round.sends.push((origin, msg, recipients));
+        round.sends.push((origin, msg, recipients, received));
     }
 
     /// Who gets a message of `sender` in `conv` (group members; empty for 1:1, where the
@@ -365,10 +392,14 @@ impl Worker {
             return;
         }
         let services = self.services.clone();
+        let mut received = Vec::with_capacity(round.sends.len());
         let (origins, batch): (Vec<Origin>, Vec<(NewMessage, Vec<String>)>) = round
             .sends
             .drain(..)
-            .map(|(origin, msg, recipients)| (origin, (msg, recipients)))
+            .map(|(origin, msg, recipients, at)| {
+                received.push(at);
+                (origin, (msg, recipients))
+            })
             .unzip();
         let recipients: Vec<Vec<String>> = batch.iter().map(|(_, r)| r.clone()).collect();
         let ids: Vec<String> = batch.iter().map(|(m, _)| m.client_id.clone()).collect();
@@ -382,6 +413,7 @@ impl Worker {
                 return;
             }
         };
+        round.received.extend(received);
         for ((msg, recipients), (origin, id)) in stored
             .into_iter()
             .zip(recipients)

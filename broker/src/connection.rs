@@ -29,6 +29,7 @@ use crate::codec::{write_all, Codec, FrameError, Version};
 use crate::identity::{self, PeerIdentity};
 use crate::rules::{filter_allowed, topic_allowed, valid_id};
 use crate::server::{ConnectionEvent, DisconnectReason, Shared};
+use crate::BrokerStats;
 
 /// Most router notifications written to the socket in one batch.
 const WRITE_BATCH: usize = 64;
@@ -58,8 +59,14 @@ pub(crate) async fn handle(
     };
     let stream = match handshake {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return debug!(%peer, error = %e, "TLS handshake failed"),
-        Err(_) => return debug!(%peer, "TLS handshake timed out"),
+        Ok(Err(e)) => {
+            shared.stats.refused.inc("handshake");
+            return debug!(%peer, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            shared.stats.refused.inc("handshake");
+            return debug!(%peer, "TLS handshake timed out");
+        }
     };
     let identity = stream
         .get_ref()
@@ -71,8 +78,18 @@ pub(crate) async fn handle(
         Some(id) if valid_id(&id.user) && valid_id(&id.device) => {
             session(shared, stream, Credentials::Certificate(id), peer).await
         }
-        _ => debug!(%peer, "client certificate names no valid user (O) and device (CN)"),
+        _ => {
+            shared.stats.refused.inc("handshake");
+            debug!(%peer, "client certificate names no valid user (O) and device (CN)")
+        }
     }
+}
+
+/// Resolves once the front end stops reading from clients (at once if it already has).
+async fn quieted(shared: &Shared) {
+    let mut quiet = shared.quiet.clone();
+    // An error means the broker is gone: stop reading too.
+    let _ = quiet.wait_for(|q| *q).await;
 }
 
 /// Resolves once the front end is shutting down (at once if it already is).
@@ -98,27 +115,41 @@ where
         _ = stopping(shared) => return,
     };
     let packet = match first {
-        Ok(Ok(packet)) => packet,
-        Ok(Err(e)) => return debug!(%peer, error = %e, "no valid CONNECT"),
-        Err(_) => return debug!(%peer, "CONNECT timed out"),
+        Ok(Ok(Packet::Connect(connect, _props, will, _will_props, login))) => {
+            (connect, will, login)
+        }
+        Ok(Ok(_)) => return shared.stats.refused.inc("connect"),
+        Ok(Err(e)) => {
+            shared.stats.refused.inc("connect");
+            return debug!(%peer, error = %e, "no valid CONNECT");
+        }
+        Err(_) => {
+            shared.stats.refused.inc("connect");
+            return debug!(%peer, "CONNECT timed out");
+        }
     };
-    let Packet::Connect(connect, _props, will, _will_props, login) = packet else {
-        return;
-    };
+    let (connect, will, login) = packet;
     let (user, device) = match authenticate(shared, &connect, login.as_ref(), creds) {
         Ok(who) => who,
-        Err(code) => return refuse(&codec, &mut wr, code, peer).await,
+        Err(code) => {
+            shared.stats.refused.inc("auth");
+            return refuse(&codec, &mut wr, code, peer).await;
+        }
     };
     if let Some(will) = &will {
         let ok = std::str::from_utf8(&will.topic).is_ok_and(|t| topic_allowed(&user, t));
         if !ok {
+            shared.stats.refused.inc("auth");
             debug!(%peer, user, device, "Last Will outside the user's prefix");
             return refuse(&codec, &mut wr, ConnectReturnCode::NotAuthorized, peer).await;
         }
     }
     let (link_tx, link_rx) = match build_link(shared, &user, &device).await {
         Some(link) => link,
-        None => return refuse(&codec, &mut wr, ConnectReturnCode::ServiceUnavailable, peer).await,
+        None => {
+            shared.stats.refused.inc("router");
+            return refuse(&codec, &mut wr, ConnectReturnCode::ServiceUnavailable, peer).await;
+        }
     };
     // MQTT 5 clients learn the in-flight cap up front (Receive Maximum).
     let props = (codec.version() == Version::V5).then(|| ConnAckProperties {
@@ -147,6 +178,7 @@ where
     let kick = Arc::new(Notify::new());
     shared.registry.insert(&user, &device, conn, kick.clone());
     shared.linked.fetch_add(1, Ordering::AcqRel);
+    shared.stats.connected.inc();
     let _ = shared.events.send(ConnectionEvent::Connected {
         user: user.clone(),
         device: device.clone(),
@@ -171,12 +203,14 @@ where
         idle: Duration::from_millis(u64::from(keep_alive) * 1500),
         inflight: 0,
         max_inflight: usize::from(shared.cfg.max_inflight_in),
+        stats: shared.stats.clone(),
     };
     let reason = s.run(&kick, shared).await;
     s.finish(reason, will).await;
 
     shared.registry.remove(&user, &device, conn);
     shared.linked.fetch_sub(1, Ordering::AcqRel);
+    shared.stats.disconnects.inc(reason.as_str());
     let _ = shared.events.send(ConnectionEvent::Disconnected {
         user: user.clone(),
         device: device.clone(),
@@ -288,6 +322,8 @@ struct Session<S> {
     inflight: usize,
     /// At this many in flight the socket is not read (back-pressure on one client).
     max_inflight: usize,
+    /// The front end's counters.
+    stats: Arc<BrokerStats>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -295,12 +331,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let mut deadline = Instant::now() + self.idle;
         let stop = stopping(shared);
         tokio::pin!(stop);
+        // While draining, nothing is read (no new requests, no keep-alive), but router
+        // notifications (answers) are still written.
+        let quiet = quieted(shared);
+        tokio::pin!(quiet);
+        let mut reading = true;
         loop {
             tokio::select! {
                 _ = kick.notified() => return DisconnectReason::Kicked,
                 _ = &mut stop => return DisconnectReason::Shutdown,
-                _ = tokio::time::sleep_until(deadline) => return DisconnectReason::KeepAliveTimeout,
-                read = self.codec.fill(&mut self.rd), if self.inflight < self.max_inflight => {
+                _ = &mut quiet, if reading => reading = false,
+                _ = tokio::time::sleep_until(deadline), if reading => return DisconnectReason::KeepAliveTimeout,
+                read = self.codec.fill(&mut self.rd), if reading && self.inflight < self.max_inflight => {
                     match read {
                         Ok(()) => deadline = Instant::now() + self.idle,
                         Err(FrameError::Closed) => return DisconnectReason::Lost,
@@ -353,6 +395,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     if self.codec.last_qos() > 0 {
                         self.inflight += 1;
                     }
+                    self.stats.publishes_in.inc();
                     to_router.push(Packet::Publish(publish, props));
                 }
                 Packet::Subscribe(sub, props) => match self.check_subscribe(sub) {
@@ -450,8 +493,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Some(Notification::Unschedule) => unscheduled = true,
                 Some(note) => {
                     if let Some(packet) = Option::<Packet>::from(note) {
-                        if matches!(packet, Packet::PubAck(..) | Packet::PubRec(..)) {
-                            self.inflight = self.inflight.saturating_sub(1);
+                        match packet {
+                            Packet::PubAck(..) | Packet::PubRec(..) => {
+                                self.inflight = self.inflight.saturating_sub(1);
+                            }
+                            Packet::Publish(..) => self.stats.publishes_out.inc(),
+                            _ => {}
                         }
                         packets.push(self.merge_suback(packet));
                     }

@@ -19,6 +19,7 @@
 //! - `rules.rs`: the per-user topic rules
 //! - `routers.rs`: the rumqttd routers, one per partition
 //! - `identity.rs`: user and device from a client certificate
+//! - `stats.rs`: [`BrokerStats`], the front end's meters
 //! - `config.rs`: [`BrokerConfig`]
 
 pub mod codec;
@@ -28,6 +29,7 @@ pub mod identity;
 mod routers;
 pub mod rules;
 mod server;
+pub mod stats;
 
 pub use config::BrokerConfig;
 pub use routers::partition_of;
@@ -35,6 +37,7 @@ pub use rumqttd::local::{LinkRx, LinkTx};
 pub use rumqttd::protocol::{Packet, Publish};
 pub use rumqttd::Notification;
 pub use server::{Authorizer, Broker, BrokerHandle, ConnectionEvent, DisconnectReason};
+pub use stats::BrokerStats;
 
 /// Errors starting or using the broker.
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::connection;
 use crate::routers::Routers;
-use crate::{BrokerConfig, BrokerError};
+use crate::{BrokerConfig, BrokerError, BrokerStats};
 
 /// Decides who may connect. The node implements it on top of its store; the broker itself
 /// knows nothing of accounts.
@@ -116,11 +116,15 @@ pub(crate) struct Shared {
     pub(crate) events: mpsc::UnboundedSender<ConnectionEvent>,
     pub(crate) registry: Registry,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// True once the front end stops accepting and stops reading from clients (draining).
+    pub(crate) quiet: watch::Receiver<bool>,
     pub(crate) next_conn: AtomicU64,
     /// Sockets accepted and not yet closed (handshaking ones included).
     pub(crate) open: AtomicUsize,
     /// Connections past CONNECT.
     pub(crate) linked: AtomicUsize,
+    /// Counters for the node's metrics.
+    pub(crate) stats: Arc<BrokerStats>,
 }
 
 /// A running MQTT front end. Dropping it does not stop it: call [`Broker::shutdown`].
@@ -129,6 +133,7 @@ pub struct Broker {
     tls_addr: SocketAddr,
     plain_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
+    quiet: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
 
@@ -153,6 +158,7 @@ impl Broker {
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (stop, shutdown) = watch::channel(false);
+        let (quiet_tx, quiet) = watch::channel(false);
         let routers = Routers::start(&cfg);
         let shared = Arc::new(Shared {
             cfg,
@@ -161,9 +167,11 @@ impl Broker {
             events: events_tx,
             registry: Registry::default(),
             shutdown,
+            quiet,
             next_conn: AtomicU64::new(1),
             open: AtomicUsize::new(0),
             linked: AtomicUsize::new(0),
+            stats: Arc::default(),
         });
         let mut tasks = JoinSet::new();
         let acceptor = TlsAcceptor::from(tls);
@@ -178,6 +186,7 @@ impl Broker {
             tls_addr,
             plain_addr,
             stop,
+            quiet: quiet_tx,
             tasks,
         };
         Ok((broker, events_rx))
@@ -225,6 +234,14 @@ impl Broker {
             .map_err(BrokerError::Link)
     }
 
+    /// The first step of a graceful stop: stops accepting and stops reading from the open
+    /// connections (so no new request comes in), while everything the routers send to clients
+    /// still goes out: answers to the requests already read reach their devices. Keep-alive
+    /// timeouts are suspended. Follow with [`Broker::shutdown`].
+    pub fn stop_reading(&self) {
+        let _ = self.quiet.send(true);
+    }
+
     /// Stops accepting, closes every connection and waits (up to `grace`) for them to end.
     pub async fn shutdown(mut self, grace: Duration) {
         let _ = self.stop.send(true);
@@ -254,6 +271,16 @@ impl BrokerHandle {
         self.shared.linked.load(Ordering::Relaxed)
     }
 
+    /// Sockets open now, including those still in their TLS handshake or CONNECT.
+    pub fn open_sockets(&self) -> usize {
+        self.shared.open.load(Ordering::Relaxed)
+    }
+
+    /// The front end's counters.
+    pub fn stats(&self) -> Arc<BrokerStats> {
+        self.shared.stats.clone()
+    }
+
     /// Closes every open connection of one device; returns how many were closed.
     pub fn disconnect_device(&self, user: &str, device: &str) -> usize {
         self.shared.registry.kick(|u, d| u == user && d == device)
@@ -275,10 +302,12 @@ async fn bind(addr: &str) -> Result<TcpListener, BrokerError> {
 /// do) can hold up the loop.
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tls: Option<TlsAcceptor>) {
     let mut shutdown = shared.shutdown.clone();
+    let mut quiet = shared.quiet.clone();
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = shutdown.changed() => return,
+            _ = quiet.wait_for(|q| *q) => return,
         };
         let (stream, peer) = match accepted {
             Ok(v) => v,
@@ -289,9 +318,11 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tls: Option<Tls
                 continue;
             }
         };
+        shared.stats.accepted.inc();
         let open = shared.open.fetch_add(1, Ordering::AcqRel) + 1;
         if open > shared.cfg.max_connections {
             shared.open.fetch_sub(1, Ordering::AcqRel);
+            shared.stats.refused.inc("limit");
             debug!(%peer, "connection limit reached; closing");
             drop(stream);
             continue;

@@ -120,6 +120,9 @@ fn print_banner(node: &Node) {
     if let Some(plain) = node.mqtt_plaintext_addr() {
         println!("  MQTT (plain) {plain}   UNENCRYPTED: development only");
     }
+    if node.config().admin.enabled() {
+        println!("  Dashboard    {http}/dashboard   (log in with admin.token)");
+    }
     println!();
     println!("Try it:");
     println!("  curl -s -XPOST {http}/v1/users -d '{{\"user_id\":\"alice\",\"password\":\"wonderland\"}}' -H 'content-type: application/json'");

@@ -8,7 +8,7 @@ use chat_certs::CertsConfig;
 use chat_store::StoreConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::http::HttpConfig;
+use crate::http::{AdminConfig, HttpConfig};
 
 /// The whole configuration, one TOML section per part of the node.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -30,6 +30,8 @@ pub struct Config {
     pub push: chat_push::PushConfig,
     /// `[media]`: uploads and where their bytes are kept.
     pub media: crate::http::media::MediaConfig,
+    /// `[admin]`: the admin API, the dashboard and `/metrics`.
+    pub admin: AdminConfig,
 }
 
 /// `[limits]` settings: group size and per-user rate limits (token buckets).
@@ -113,6 +115,9 @@ pub struct NodeConfig {
     pub log_level: String,
     /// Most seconds a shutdown waits for open connections and requests to finish.
     pub shutdown_grace_secs: u64,
+    /// Milliseconds between the shutdown signal and closing the listeners, while `/readyz`
+    /// already answers 503 (so a load balancer stops sending new clients); 0: close at once.
+    pub drain_delay_ms: u64,
 }
 
 impl Default for NodeConfig {
@@ -123,9 +128,13 @@ impl Default for NodeConfig {
             log_format: "text".to_owned(),
             log_level: "info,rumqttd=warn,rustls=error".to_owned(),
             shutdown_grace_secs: 10,
+            drain_delay_ms: 0,
         }
     }
 }
+
+/// Longest accepted `node.drain_delay_ms` (5 minutes).
+pub const MAX_DRAIN_DELAY_MS: u64 = 300_000;
 
 /// Settings given on the command line; they override file and environment.
 #[derive(Debug, Clone, Default)]
@@ -203,6 +212,12 @@ impl Config {
         self.limits.validate().map_err(invalid)?;
         self.push.validate().map_err(invalid)?;
         self.media.validate().map_err(invalid)?;
+        self.admin.validate().map_err(invalid)?;
+        if self.node.drain_delay_ms > MAX_DRAIN_DELAY_MS {
+            return Err(invalid(format!(
+                "node.drain_delay_ms must be at most {MAX_DRAIN_DELAY_MS}"
+            )));
+        }
         Ok(())
     }
 
@@ -273,6 +288,13 @@ mod tests {
         let e =
             Config::load(None, env(&[("CHATD__LIMITS__SENDS_PER_SEC", "-1")]), &over).unwrap_err();
         assert!(e.to_string().contains("sends_per_sec"), "{e}");
+        let e = Config::load(None, env(&[("CHATD__ADMIN__TOKEN", "short")]), &over).unwrap_err();
+        assert!(e.to_string().contains("admin.token"), "{e}");
+        let long = env(&[("CHATD__NODE__DRAIN_DELAY_MS", "900000")]);
+        let e = Config::load(None, long, &over).unwrap_err();
+        assert!(e.to_string().contains("drain_delay_ms"), "{e}");
+        let ok = env(&[("CHATD__ADMIN__TOKEN", "an-admin-token-of-some-length")]);
+        assert!(Config::load(None, ok, &over).unwrap().admin.enabled());
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, "[mqtt]\nlisten_typo = \"x\"\n").unwrap();

@@ -7,13 +7,16 @@
 //!
 //! Layout:
 //! - `config.rs`: [`Config`], layered from defaults, TOML, `CHATD__SECTION__KEY` and flags
-//! - `node.rs`: [`Node`]: wiring and lifecycle
-//! - `http/`: the HTTP API (accounts, sessions, device enrolment), served by axum
+//! - `node.rs`: [`Node`]: wiring and lifecycle (draining, graceful shutdown)
+//! - `http/`: the HTTP API (accounts, sessions, device enrolment, the admin API, `/metrics`,
+//!   `/readyz` and the dashboard), served by axum
+//! - `ops/`: [`ops::Ops`]: live figures, readiness, the sampler, the push seam
 
 pub mod cli;
 pub mod config;
 pub mod http;
 mod node;
+pub mod ops;
 
 /// `[push]` settings, from the push crate.
 pub use chat_push::PushConfig;

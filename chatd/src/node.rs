@@ -1,5 +1,8 @@
 //! A whole node: store, certificate authority, MQTT front end and HTTP API, started together
-//! and stopped in order.
+//! and stopped in order: first `/readyz` turns 503 (draining, for `node.drain_delay_ms`), then
+//! the listeners close and the front end stops reading requests, the requests already read are
+//! answered, connections close, open HTTP requests get up to `node.shutdown_grace_secs`, and
+//! the store is flushed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,6 +21,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::ops::{self, Live, Ops, StorePush};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +67,7 @@ pub struct Node {
     stop_http: watch::Sender<bool>,
     http_task: JoinHandle<std::io::Result<()>>,
     background: Vec<JoinHandle<()>>,
+    ops: Arc<Ops>,
 }
 
 /// Lets a device connect only while it is enrolled, not revoked, and its user is enabled;
@@ -115,7 +120,25 @@ impl Node {
             events,
         )
         .await?;
-        let background = vec![tokio::spawn(purge_sessions(store.clone()))];
+        let live = Live {
+            broker: broker.handle(),
+            presence: bridge.presence(),
+            bridge: bridge.stats(),
+        };
+        let ops = Arc::new(Ops::new(
+            config.node.node_id,
+            store.clone(),
+            Some(live),
+            Arc::new(StorePush {
+                enabled: pusher.queue().is_some(),
+                store: store.clone(),
+                stats: pusher.stats(),
+            }),
+        ));
+        let background = vec![
+            tokio::spawn(purge_sessions(store.clone())),
+            tokio::spawn(ops::run_sampler(ops.clone())),
+        ];
 
         let listener = TcpListener::bind(&config.http.listen)
             .await
@@ -142,6 +165,8 @@ impl Node {
                 let closed = kicker.disconnect_device(user, device);
                 info!(user, device, closed, "device revoked");
             }),
+            admin: Arc::new(config.admin.clone()),
+            ops: ops.clone(),
         };
         let (stop_http, mut stopped) = watch::channel(false);
         let shutdown = async move {
@@ -166,7 +191,13 @@ impl Node {
             stop_http,
             http_task,
             background,
+            ops,
         })
+    }
+
+    /// Live figures, readiness and the push seam (what `/metrics` and the admin API read).
+    pub fn ops(&self) -> &Arc<Ops> {
+        &self.ops
     }
 
     /// The HTTP API address (with the real port when configured with port 0).
@@ -224,14 +255,29 @@ impl Node {
         self.pusher.stats()
     }
 
-    /// Stops accepting, closes connections, lets queued requests and HTTP requests finish
-    /// (within the grace period) and flushes the store.
+    /// Drains: `/readyz` answers 503 at once and for `node.drain_delay_ms` the node keeps
+    /// serving; then it stops accepting and reading requests, answers the requests it has read
+    /// (until nothing has moved for 100 ms, within the grace period), closes connections, lets
+    /// HTTP requests finish (within the grace period) and flushes the store.
     pub async fn shutdown(mut self) -> Result<(), NodeError> {
         let grace = Duration::from_secs(self.config.node.shutdown_grace_secs);
-        info!("shutting down");
+        let drain = Duration::from_millis(self.config.node.drain_delay_ms);
+        self.ops.set_draining();
+        info!(
+            drain_delay_ms = drain.as_millis() as u64,
+            "draining: /readyz answers 503"
+        );
+        if !drain.is_zero() {
+            tokio::time::sleep(drain).await;
+        }
+        info!("shutting down: no new connections or requests");
         // Queued pushes stay on disk and are sent after the restart.
         self.pusher.stop();
         let _ = self.stop_http.send(true);
+        self.broker.stop_reading();
+        if !self.ops.wait_settled(SETTLE_QUIET, grace).await {
+            warn!("requests still in progress after the grace period; closing connections anyway");
+        }
         self.broker.shutdown(grace).await;
         self.bridge.shutdown().await;
         match tokio::time::timeout(grace, self.http_task).await {
@@ -248,6 +294,9 @@ impl Node {
         Ok(())
     }
 }
+
+/// While draining, the node is considered settled once nothing has moved for this long.
+const SETTLE_QUIET: Duration = Duration::from_millis(100);
 
 /// Picks the HTTPS certificate: the operator's files, the node's own server certificate, or none.
 fn http_tls_config(

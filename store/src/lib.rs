@@ -182,9 +182,9 @@ pub use media::{valid_media_id, Blobs, MediaRecord, MEDIA_ID_HEX_LEN};
 pub use messages::{NewMessage, StoredMessage, MAX_CLIENT_ID_LEN};
 pub use push::{PushJob, PushToken, MAX_PUSH_TOKEN_BYTES};
 pub use receipts::{ReceiptStatus, Watermark};
-pub use sessions::{Session, TOKEN_HEX_LEN};
+pub use sessions::{Session, SessionCheck, TOKEN_HEX_LEN};
 pub use shards::{ConvWriter, CONV_TREE_KIND, INBOX_TREE_KIND, MAX_CONV_LEN};
-pub use users::{UserRecord, PASSWORD_MAX_LEN, PASSWORD_MIN_LEN};
+pub use users::{PasswordCheck, UserRecord, PASSWORD_MAX_LEN, PASSWORD_MIN_LEN};
 
 /// Version of the on-disk schema described in the crate docs.
 pub const SCHEMA_VERSION: u32 = 1;

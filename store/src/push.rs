@@ -60,9 +60,10 @@ pub struct PushJob {
 }
 
 impl PushJob {
-    /// The job's id: `user/device/conv`.
+    /// The job's id: `user.device.conv` (user and device ids have no dots, so it parses
+    /// back; and it is safe in a URL path).
     pub fn id(&self) -> String {
-        format!("{}/{}/{}", self.user, self.device, self.conv)
+        format!("{}.{}.{}", self.user, self.device, self.conv)
     }
 
     fn key(&self) -> Vec<u8> {
@@ -83,9 +84,9 @@ fn due_key(next_at: u64, job_key: &[u8]) -> Vec<u8> {
     key
 }
 
-/// Parses a job id `user/device/conv` into its key.
+/// Parses a job id `user.device.conv` into its key.
 fn key_of_id(id: &str) -> Option<Vec<u8>> {
-    let mut parts = id.splitn(3, '/');
+    let mut parts = id.splitn(3, '.');
     let (user, device, conv) = (parts.next()?, parts.next()?, parts.next()?);
     (valid_id(user) && valid_id(device) && crate::shards::valid_conv(conv))
         .then(|| job_key(user, device, conv))
@@ -334,6 +335,11 @@ impl Store {
     /// Jobs waiting (including leased ones).
     pub fn push_queue_len(&self) -> usize {
         self.inner.push_jobs.len()
+    }
+
+    /// Dead letters waiting for an operator.
+    pub fn push_dead_len(&self) -> usize {
+        self.inner.push_dead.len()
     }
 
     /// The dead letters, oldest key first.

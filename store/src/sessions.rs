@@ -38,6 +38,17 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// What [`Store::session_check`] found for a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionCheck {
+    /// A live session of this enabled user.
+    Valid(String),
+    /// A live session of this user, who is disabled.
+    Disabled(String),
+    /// Malformed, unknown or expired token, or a user that no longer exists.
+    Invalid,
+}
+
 /// Value of the `sessions` tree.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 struct StoredSession {
@@ -89,22 +100,34 @@ impl Store {
     /// token is `None`, never an error. An expired session is deleted here.
     /// Cheap: one or two reads, no hashing beyond one SHA-256.
     pub fn check_session(&self, token: &str) -> Result<Option<String>, StoreError> {
+        match self.session_check(token)? {
+            SessionCheck::Valid(user) => Ok(Some(user)),
+            SessionCheck::Disabled(_) | SessionCheck::Invalid => Ok(None),
+        }
+    }
+
+    /// Like [`Store::check_session`], but tells a live session of a disabled user apart
+    /// ([`SessionCheck::Disabled`]), so that the API can say why it refuses.
+    pub fn session_check(&self, token: &str) -> Result<SessionCheck, StoreError> {
         let Some(hash) = parse_token(token) else {
-            return Ok(None);
+            return Ok(SessionCheck::Invalid);
         };
         let Some(bytes) = self.inner.sessions.get(hash)? else {
-            return Ok(None);
+            return Ok(SessionCheck::Invalid);
         };
         let session: StoredSession = decode(TREE_SESSIONS, &hash, &bytes)?;
         if self.now() >= session.expires_at {
             self.delete_session(&hash, &session.user_id)?;
             tracing::debug!(user_id = %session.user_id, "expired session removed");
-            return Ok(None);
+            return Ok(SessionCheck::Invalid);
         }
-        if !valid_id(&session.user_id) || !self.user_enabled(&session.user_id)? {
-            return Ok(None);
+        if !valid_id(&session.user_id) || self.load_user(&session.user_id)?.is_none() {
+            return Ok(SessionCheck::Invalid);
         }
-        Ok(Some(session.user_id))
+        if !self.user_enabled(&session.user_id)? {
+            return Ok(SessionCheck::Disabled(session.user_id));
+        }
+        Ok(SessionCheck::Valid(session.user_id))
     }
 
     /// Deletes the session (logout). Returns whether a stored session was

@@ -36,6 +36,17 @@ pub(crate) struct StoredUser {
     pub(crate) password_hash: String,
 }
 
+/// What [`Store::check_password`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordCheck {
+    /// The password is right and the user may log in.
+    Valid,
+    /// Unknown user or wrong password (indistinguishable by design).
+    Invalid,
+    /// The password is right but the user is disabled.
+    Disabled,
+}
+
 impl From<StoredUser> for UserRecord {
     fn from(u: StoredUser) -> Self {
         UserRecord {
@@ -98,8 +109,19 @@ impl Store {
     /// [`PASSWORD_MAX_LEN`] are rejected without hashing (that leaks only the
     /// caller's own input length). CPU-heavy: use `spawn_blocking` from async code.
     pub fn verify_password(&self, user_id: &str, password: &str) -> Result<bool, StoreError> {
+        Ok(self.check_password(user_id, password)? == PasswordCheck::Valid)
+    }
+
+    /// Like [`Store::verify_password`], but tells a disabled user with the right password
+    /// apart ([`PasswordCheck::Disabled`]), so that the API can say why the login fails. Only
+    /// someone who knows the password learns that the account is disabled.
+    pub fn check_password(
+        &self,
+        user_id: &str,
+        password: &str,
+    ) -> Result<PasswordCheck, StoreError> {
         if password.len() > PASSWORD_MAX_LEN {
-            return Ok(false);
+            return Ok(PasswordCheck::Invalid);
         }
         let user = if valid_id(user_id) {
             self.load_user(user_id)?
@@ -109,12 +131,13 @@ impl Store {
         match user {
             None => {
                 verify_hash(&self.inner.dummy_hash, password)?;
-                Ok(false)
+                Ok(PasswordCheck::Invalid)
             }
-            Some(user) => {
-                let ok = verify_hash(&user.password_hash, password)?;
-                Ok(ok && !user.disabled)
-            }
+            Some(user) => match (verify_hash(&user.password_hash, password)?, user.disabled) {
+                (false, _) => Ok(PasswordCheck::Invalid),
+                (true, true) => Ok(PasswordCheck::Disabled),
+                (true, false) => Ok(PasswordCheck::Valid),
+            },
         }
     }
 

@@ -27,6 +27,8 @@
 //! - `net.rs`: raw sockets: [`tls_handshake`], [`mqtt_connect_packet`], [`silent_tcp`],
 //!   [`wait_closed`]
 //! - `process.rs`: the `chatd` binary as a child process ([`ChatdProcess`])
+//! - `prom.rs`: a strict reader of the Prometheus text format ([`parse_prometheus`])
+//! - `webdriver.rs`: a minimal WebDriver client for chromedriver ([`Browser`])
 
 #![allow(clippy::unwrap_used)]
 
@@ -36,6 +38,8 @@ mod mqtt;
 mod net;
 mod node;
 mod process;
+mod prom;
+mod webdriver;
 
 use std::time::Duration;
 
@@ -47,8 +51,10 @@ pub use net::{
     free_port, mqtt_connect_packet, mqtt_publish_packet, read_some, silent_tcp, tls_handshake,
     tls_mqtt_connect, wait_closed,
 };
-pub use node::{ApiResponse, Enrolment, TestNode, TEST_PASSWORD};
+pub use node::{ApiResponse, Enrolment, TestNode, TEST_ADMIN_TOKEN, TEST_PASSWORD};
 pub use process::{chatd_binary, ChatdProcess};
+pub use prom::{parse_prometheus, PromSample, Scrape};
+pub use webdriver::{Browser, BrowserError};
 
 /// How long a helper waits for something that should happen at once (a CONNACK, a SUBACK, a
 /// message) before it reports a failure.

@@ -10,6 +10,9 @@ use serde_json::{json, Value};
 /// The password every helper registers users with (8..=256 bytes, as the API requires).
 pub const TEST_PASSWORD: &str = "correct horse battery";
 
+/// The admin token of every [`TestNode`] (`[admin] token`).
+pub const TEST_ADMIN_TOKEN: &str = "test-admin-token-for-the-suites";
+
 /// A node started in a temporary data directory with fast password hashing, listening on
 /// `127.0.0.1:0` for HTTP, MQTT over TLS and plaintext MQTT.
 ///
@@ -118,8 +121,8 @@ impl TestNode {
 
     /// Starts a node: `Config::default()` with the data directory in a fresh temp dir, every
     /// listener (HTTP, MQTT TLS, MQTT plaintext) on `127.0.0.1:0`, cheap argon2 parameters and
-    /// a small sled cache, no rate limits; then `adjust` may change anything before
-    /// `Node::start`.
+    /// a small sled cache, no rate limits, the admin API on with [`TEST_ADMIN_TOKEN`]; then
+    /// `adjust` may change anything before `Node::start`.
     pub async fn start_with(adjust: impl FnOnce(&mut chatd::Config)) -> TestNode {
         let dir = tempfile::tempdir().expect("creating a temp dir");
         let mut cfg = chatd::Config::default();
@@ -134,6 +137,7 @@ impl TestNode {
         // Suites push thousands of messages from one user; the rate-limit suite turns them on.
         cfg.limits.requests_per_sec = 0.0;
         cfg.limits.sends_per_sec = 0.0;
+        cfg.admin.token = TEST_ADMIN_TOKEN.into();
         adjust(&mut cfg);
         TestNode::start_in(dir, cfg).await
     }
@@ -234,6 +238,21 @@ impl TestNode {
     /// Sends a prepared request (for raw bodies, odd headers) and returns the answer.
     pub async fn send(&self, req: reqwest::RequestBuilder) -> ApiResponse {
         ApiResponse::from(req.send().await.expect("HTTP request failed")).await
+    }
+
+    /// An admin API request with [`TEST_ADMIN_TOKEN`], whatever the answer.
+    pub async fn admin(&self, method: Method, path: &str) -> ApiResponse {
+        self.request(method, path, Some(TEST_ADMIN_TOKEN), None)
+            .await
+    }
+
+    /// `GET /metrics` with the admin token, checked with [`crate::parse_prometheus`] (panics
+    /// unless 200 and well-formed).
+    pub async fn metrics(&self) -> crate::Scrape {
+        let r = self.admin(Method::GET, "/metrics").await;
+        assert_eq!(r.status, StatusCode::OK, "GET /metrics: {}", r.text);
+        crate::parse_prometheus(&r.text)
+            .unwrap_or_else(|e| panic!("/metrics is not valid Prometheus text: {e}\n{}", r.text))
     }
 
     /// `POST /v1/users`, whatever the answer.

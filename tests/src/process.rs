@@ -48,6 +48,12 @@ impl ChatdProcess {
     /// hashing, its log going to `log`, and reads the listening addresses from the banner
     /// (within 30 s).
     pub async fn start(data_dir: &Path, log: &Path) -> ChatdProcess {
+        ChatdProcess::start_with_env(data_dir, log, &[]).await
+    }
+
+    /// [`ChatdProcess::start`] with extra environment variables (e.g.
+    /// `CHATD__NODE__LOG_FORMAT=json`), set after the defaults so they can override them.
+    pub async fn start_with_env(data_dir: &Path, log: &Path, env: &[(&str, &str)]) -> ChatdProcess {
         let log_file = std::fs::File::create(log).expect("creating the log file");
         let mut child = Command::new(chatd_binary())
             .arg("--data-dir")
@@ -58,6 +64,7 @@ impl ChatdProcess {
             .env("CHATD__LIMITS__REQUESTS_PER_SEC", "0")
             .env("CHATD__LIMITS__SENDS_PER_SEC", "0")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file))

@@ -290,10 +290,35 @@ async fn a_job_that_keeps_failing_ends_in_the_dead_letters() {
     );
     tokio::time::sleep(QUIET).await;
     assert_eq!(s.fake.seen().len(), 4, "no attempt after the last");
-    // An operator can put it back; it goes out.
+    // Operators see it in the metrics and the admin API, and can put it back; it goes out.
+    let scrape = s.node.metrics().await;
+    assert_eq!(scrape.value("chatd_push_enabled", &[]), 1.0);
+    assert_eq!(scrape.value("chatd_push_dead_letters", &[]), 1.0);
+    let delivered = [("outcome", "delivered")];
+    assert_eq!(scrape.value("chatd_push_outcomes_total", &delivered), 1.0);
+    let listed = s
+        .node
+        .admin(reqwest::Method::GET, "/admin/v1/push/dead-letters")
+        .await;
     let id = dead[0].id();
-    assert!(s.node.node().store().retry_dead_letter(&id, 0).unwrap());
+    assert_eq!(
+        listed.body["dead_letters"][0]["id"],
+        id.as_str(),
+        "{}",
+        listed.text
+    );
+    assert_eq!(listed.body["dead_letters"][0]["attempts"], 3);
+    let path = format!("/admin/v1/push/dead-letters/{id}/retry");
+    let retried = s.node.admin(reqwest::Method::POST, &path).await;
+    assert_eq!(retried.status, reqwest::StatusCode::OK, "{}", retried.text);
     s.fake.wait_for(5, WAIT).await;
+    assert!(s
+        .node
+        .node()
+        .store()
+        .push_dead_letters()
+        .unwrap()
+        .is_empty());
     s.node.stop().await;
 }
 

@@ -8,12 +8,12 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::auth::AuthSession;
+use super::auth::{AuthSession, ACCOUNT_DISABLED};
 use super::error::{blocking, ApiError};
 use super::json::ApiJson;
 use super::AppState;
 
-use chat_store::{Session, StoreError, PASSWORD_MAX_LEN, PASSWORD_MIN_LEN};
+use chat_store::{PasswordCheck, Session, StoreError, PASSWORD_MAX_LEN, PASSWORD_MIN_LEN};
 
 /// The one message for every failed login, whatever the reason.
 const BAD_CREDENTIALS: &str = "invalid user_id or password";
@@ -98,7 +98,8 @@ pub async fn register(
 }
 
 /// `POST /v1/sessions`: logs in. 200 `{token, expires_at}`; 401 for a wrong
-/// password, an unknown user or a disabled user alike.
+/// password or an unknown user alike; 403 for a disabled user with the right
+/// password.
 pub async fn login(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<Credentials>,
@@ -112,17 +113,25 @@ pub async fn login(
     }
     let store = state.store.clone();
     let id = user_id.clone();
-    let session = blocking(move || -> Result<Option<Session>, StoreError> {
-        if store.verify_password(&id, &password)? {
-            store.create_session(&id).map(Some)
-        } else {
-            Ok(None)
-        }
-    })
+    let session = blocking(
+        move || -> Result<Result<Session, PasswordCheck>, StoreError> {
+            match store.check_password(&id, &password)? {
+                PasswordCheck::Valid => store.create_session(&id).map(Ok),
+                refused => Ok(Err(refused)),
+            }
+        },
+    )
     .await??;
-    let Some(session) = session else {
-        tracing::info!(user = %user_id, "login refused: bad credentials");
-        return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
+    let session = match session {
+        Ok(session) => session,
+        Err(PasswordCheck::Disabled) => {
+            tracing::info!(user = %user_id, "login refused: user disabled");
+            return Err(ApiError::Forbidden(ACCOUNT_DISABLED.into()));
+        }
+        Err(_) => {
+            tracing::info!(user = %user_id, "login refused: bad credentials");
+            return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
+        }
     };
     tracing::info!(user = %user_id, "session created");
     Ok(Json(SessionCreated {

@@ -4,16 +4,22 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 
+use chat_store::SessionCheck;
+
 use super::error::ApiError;
 use super::AppState;
 
 /// The message for every failed Bearer authentication.
 const INVALID_TOKEN: &str = "missing, invalid or expired bearer token";
 
+/// The message for a disabled account (login, or a session made before it was disabled).
+pub(crate) const ACCOUNT_DISABLED: &str = "this account is disabled; contact the operator";
+
 /// The user id behind a valid `Authorization: Bearer TOKEN` header.
 ///
 /// Rejects with 401 `unauthorized` (and `WWW-Authenticate: Bearer`) when the
-/// header is missing or malformed, or the session is unknown or expired.
+/// header is missing or malformed, or the session is unknown or expired, and
+/// with 403 `forbidden` when the user has been disabled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthUser(pub String);
 
@@ -52,11 +58,11 @@ where
             .ok_or_else(|| ApiError::Unauthorized(INVALID_TOKEN.into()))?
             .to_owned();
         // A session lookup is a single key read: cheap enough to run inline.
-        let user = state
-            .store
-            .check_session(&token)?
-            .ok_or_else(|| ApiError::Unauthorized(INVALID_TOKEN.into()))?;
-        Ok(AuthSession { user, token })
+        match state.store.session_check(&token)? {
+            SessionCheck::Valid(user) => Ok(AuthSession { user, token }),
+            SessionCheck::Disabled(_) => Err(ApiError::Forbidden(ACCOUNT_DISABLED.into())),
+            SessionCheck::Invalid => Err(ApiError::Unauthorized(INVALID_TOKEN.into())),
+        }
     }
 }
 

@@ -444,7 +444,10 @@ mod tests {
             ..MediaConfig::default()
         };
         assert!(s3.validate().is_ok());
-        assert!(s3.open(dir.path()).is_ok(), "an S3 client is built without contacting it");
+        assert!(
+            s3.open(dir.path()).is_ok(),
+            "an S3 client is built without contacting it"
+        );
         let no_bucket = MediaConfig {
             s3_bucket: String::new(),
             ..s3

@@ -1,26 +1,34 @@
 //! The HTTP API of the chat node (PROTOCOL v1).
 //!
-//! All bodies are JSON. Every error is answered as
+//! All bodies are JSON, except the text of `/metrics` and the dashboard's files. Every error is
+//! answered as
 //! `{"error":{"code":"...","message":"..."}}` (see [`ApiError`]).
 //!
 //! | method and path                   | auth   | answer                                          |
 //! |-----------------------------------|--------|-------------------------------------------------|
 //! | `POST /v1/users`                  | none   | 201 `{user_id}` (403 when registration is closed) |
-//! | `POST /v1/sessions`               | none   | 200 `{token, expires_at}`                       |
+//! | `POST /v1/sessions`               | none   | 200 `{token, expires_at}`; 403 for a disabled user |
 //! | `POST /v1/sessions/logout`        | Bearer | 204; the token stops working                    |
 //! | `POST /v1/devices`                | Bearer | 201 `{device_id, cert_pem, key_pem?, ca_pem, expires_at}` |
 //! | `DELETE /v1/devices/{device_id}`  | Bearer | 204; 404 when no such active device             |
 //! | `GET /v1/conversations/{conv}/messages` | Bearer | 200 `{messages, more}` newest first; 403 for non-members |
 //! | `GET /healthz`                    | none   | 200 `{"status":"ok"}`                           |
+//! | `GET /readyz`                     | none   | 200 `{"ready":true}`; 503 `{"ready":false}` while draining |
+//! | `GET /metrics`                    | admin  | Prometheus text (no token with `admin.metrics_public`) |
+//! | `/admin/v1/...`                   | admin  | the admin API (`admin.rs`)                      |
+//! | `GET /dashboard`                  | none*  | the operator dashboard (`dashboard.rs`); *403 when no admin token is configured |
 //!
 //! `POST /v1/sessions/logout` is an extension of the protocol: it revokes the
 //! bearer token it is called with. Unknown routes answer 404 `not_found`,
 //! known routes with another method 405 `method_not_allowed` (with `Allow`).
 //! Every answer carries `Cache-Control: no-store` (tokens and private keys
-//! must not be cached).
+//! must not be cached). Answers are counted by route and status for
+//! `chatd_http_requests_total`.
 
 mod accounts;
+mod admin;
 mod auth;
+mod dashboard;
 mod devices;
 mod error;
 mod history;
@@ -29,18 +37,22 @@ pub mod media;
 mod server;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_admin;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderValue, Method};
-use axum::response::Response;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 pub use accounts::{Credentials, SessionCreated, UserCreated};
+pub use admin::{Admin, AdminConfig};
 pub use auth::{AuthSession, AuthUser};
 pub use devices::{DeviceEnrolled, EnrolRequest};
 pub use error::ApiError;
@@ -155,12 +167,17 @@ pub struct AppState {
     pub blobs: chat_store::Blobs,
     /// The media settings.
     pub media: Arc<media::MediaConfig>,
+    /// The admin token and `/metrics` access.
+    pub admin: Arc<AdminConfig>,
+    /// Live figures, readiness and push delivery, for `/metrics`, `/readyz` and the admin API.
+    pub ops: Arc<crate::ops::Ops>,
 }
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("config", &self.config)
+            .field("admin", &self.admin)
             .finish_non_exhaustive()
     }
 }
@@ -169,8 +186,34 @@ impl std::fmt::Debug for AppState {
 /// body limit (`max_body_bytes`).
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
+    let ops = state.ops.clone();
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(admin::metrics))
+        .route("/dashboard", get(dashboard::index))
+        .route("/dashboard/app.js", get(dashboard::script))
+        .route("/dashboard/app.css", get(dashboard::style))
+        .route("/admin/v1/stats", get(admin::stats))
+        .route("/admin/v1/users/{user_id}", get(admin::user))
+        .route(
+            "/admin/v1/users/{user_id}/disable",
+            post(admin::disable_user),
+        )
+        .route("/admin/v1/users/{user_id}/enable", post(admin::enable_user))
+        .route(
+            "/admin/v1/users/{user_id}/devices/{device_id}",
+            delete(admin::revoke_device),
+        )
+        .route("/admin/v1/push/dead-letters", get(admin::dead_letters))
+        .route(
+            "/admin/v1/push/dead-letters/{id}/retry",
+            post(admin::retry_dead_letter),
+        )
+        .route(
+            "/admin/v1/push/dead-letters/{id}",
+            delete(admin::drop_dead_letter),
+        )
         .route("/v1/users", post(accounts::register))
         .route("/v1/sessions", post(accounts::login))
         .route("/v1/sessions/logout", post(accounts::logout))
@@ -184,12 +227,37 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::map_response(no_store))
+        .layer(axum::middleware::from_fn_with_state(ops, count))
         .with_state(state)
 }
 
-/// `GET /healthz`.
+/// `GET /healthz`: the process is up.
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: 200 while the node takes traffic, 503 once it is draining for shutdown.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let ready = state.ops.is_ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(serde_json::json!({ "ready": ready }))).into_response()
+}
+
+/// Counts every answer by matched route (`unmatched` for the 404 fallback) and status.
+async fn count(
+    State(ops): State<Arc<crate::ops::Ops>>,
+    path: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = path.map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    ops.count_http(&route, response.status().as_u16());
+    response
 }
 
 async fn not_found() -> ApiError {

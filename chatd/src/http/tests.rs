@@ -15,23 +15,27 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 use tower::ServiceExt as _;
 
-use super::{router, serve, AppState, HttpConfig};
+use super::{router, serve, AdminConfig, AppState, HttpConfig};
+use crate::ops::{NoPush, Ops};
+
+/// The admin token of the harness.
+pub(super) const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 type Revoked = Arc<Mutex<Vec<(String, String)>>>;
 
 /// A router over a real store and authority in a temporary directory.
-struct Harness {
+pub(super) struct Harness {
     _dir: TempDir,
-    state: AppState,
-    revoked: Revoked,
+    pub(super) state: AppState,
+    pub(super) revoked: Revoked,
 }
 
 impl Harness {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self::with_config(HttpConfig::default())
     }
 
-    fn with_config(config: HttpConfig) -> Self {
+    pub(super) fn with_config(config: HttpConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store_cfg = StoreConfig {
             password_memory_kib: 256,
@@ -44,7 +48,7 @@ impl Harness {
         let revoked: Revoked = Arc::default();
         let sink = revoked.clone();
         let state = AppState {
-            store,
+            store: store.clone(),
             authority: Arc::new(authority),
             config: Arc::new(config),
             on_device_revoked: Arc::new(move |user: &str, device: &str| {
@@ -56,6 +60,11 @@ impl Harness {
                 .open(dir.path())
                 .unwrap(),
             media: Arc::default(),
+            admin: Arc::new(AdminConfig {
+                token: ADMIN_TOKEN.into(),
+                ..AdminConfig::default()
+            }),
+            ops: Arc::new(Ops::new(0, store.clone(), None, Arc::new(NoPush))),
         };
         Harness {
             _dir: dir,
@@ -64,12 +73,12 @@ impl Harness {
         }
     }
 
-    fn app(&self) -> Router {
+    pub(super) fn app(&self) -> Router {
         router(self.state.clone())
     }
 
     /// Sends a request; `body` is sent as JSON when given.
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: Method,
         uri: &str,
@@ -89,12 +98,15 @@ impl Harness {
         self.send(req.unwrap()).await
     }
 
-    async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
+    pub(super) async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
         let (status, _headers, body) = self.send_raw(req).await;
         (status, body)
     }
 
-    async fn send_raw(&self, req: Request<Body>) -> (StatusCode, header::HeaderMap, Value) {
+    pub(super) async fn send_raw(
+        &self,
+        req: Request<Body>,
+    ) -> (StatusCode, header::HeaderMap, Value) {
         let resp = self.app().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
@@ -109,19 +121,19 @@ impl Harness {
         (status, headers, body)
     }
 
-    async fn register(&self, user: &str, password: &str) -> (StatusCode, Value) {
+    pub(super) async fn register(&self, user: &str, password: &str) -> (StatusCode, Value) {
         let body = json!({ "user_id": user, "password": password });
         self.call(Method::POST, "/v1/users", None, Some(body)).await
     }
 
-    async fn login(&self, user: &str, password: &str) -> (StatusCode, Value) {
+    pub(super) async fn login(&self, user: &str, password: &str) -> (StatusCode, Value) {
         let body = json!({ "user_id": user, "password": password });
         self.call(Method::POST, "/v1/sessions", None, Some(body))
             .await
     }
 
     /// Registers `user` and returns a session token.
-    async fn user_with_token(&self, user: &str) -> String {
+    pub(super) async fn user_with_token(&self, user: &str) -> String {
         let (status, _) = self.register(user, "correct horse").await;
         assert_eq!(status, StatusCode::CREATED);
         let (status, body) = self.login(user, "correct horse").await;
@@ -129,12 +141,12 @@ impl Harness {
         body["token"].as_str().unwrap().to_owned()
     }
 
-    async fn enrol(&self, token: &str, body: Value) -> (StatusCode, Value) {
+    pub(super) async fn enrol(&self, token: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::POST, "/v1/devices", Some(token), Some(body))
             .await
     }
 
-    async fn revoke(&self, token: &str, device: &str) -> (StatusCode, Value) {
+    pub(super) async fn revoke(&self, token: &str, device: &str) -> (StatusCode, Value) {
         let uri = format!("/v1/devices/{device}");
         self.call(Method::DELETE, &uri, Some(token), None).await
     }
@@ -146,7 +158,7 @@ impl Harness {
 }
 
 /// Asserts the JSON error shape and returns the message.
-fn assert_error(body: &Value, code: &str) -> String {
+pub(super) fn assert_error(body: &Value, code: &str) -> String {
     let error = body.get("error").expect("error object");
     assert_eq!(error["code"], code, "body: {body}");
     let message = error["message"].as_str().expect("message string");
@@ -250,7 +262,11 @@ async fn login_refuses_disabled_user() {
     let h = Harness::new();
     h.register("alice", "correct horse").await;
     h.state.store.set_user_disabled("alice", true).unwrap();
+    // The right password learns why; a wrong one learns nothing.
     let (status, body) = h.login("alice", "correct horse").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(assert_error(&body, "forbidden").contains("disabled"));
+    let (status, body) = h.login("alice", "wrong horse!").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_error(&body, "unauthorized");
 }

@@ -1,5 +1,5 @@
 use super::{open_tmp, T0};
-use crate::{StoreError, TOKEN_HEX_LEN};
+use crate::{SessionCheck, StoreError, TOKEN_HEX_LEN};
 
 const DAY: u64 = 24 * 60 * 60;
 
@@ -121,8 +121,17 @@ fn disabled_user_sessions_do_not_check() {
     let s = store.create_session("alice").unwrap();
     store.set_user_disabled("alice", true).unwrap();
     assert_eq!(store.check_session(&s.token).unwrap(), None);
+    assert_eq!(
+        store.session_check(&s.token).unwrap(),
+        SessionCheck::Disabled("alice".into())
+    );
+    assert_eq!(store.session_check("00").unwrap(), SessionCheck::Invalid);
     store.set_user_disabled("alice", false).unwrap();
     assert_eq!(store.check_session(&s.token).unwrap(), Some("alice".into()));
+    assert_eq!(
+        store.session_check(&s.token).unwrap(),
+        SessionCheck::Valid("alice".into())
+    );
 }
 
 #[test]

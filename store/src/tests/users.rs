@@ -1,7 +1,7 @@
 use std::sync::{Arc, Barrier};
 
 use super::{open_tmp, T0};
-use crate::{StoreError, UserRecord};
+use crate::{PasswordCheck, StoreError, UserRecord};
 
 #[test]
 fn create_and_read_user() {
@@ -80,6 +80,15 @@ fn disabled_user_cannot_log_in() {
     assert!(store.set_user_disabled("alice", true).unwrap());
     assert!(store.user("alice").unwrap().unwrap().disabled);
     assert!(!store.verify_password("alice", "correct horse").unwrap());
+    // Only the right password learns that the account is disabled.
+    assert_eq!(
+        store.check_password("alice", "correct horse").unwrap(),
+        PasswordCheck::Disabled
+    );
+    assert_eq!(
+        store.check_password("alice", "wrong horse").unwrap(),
+        PasswordCheck::Invalid
+    );
     // Idempotent.
     assert!(store.set_user_disabled("alice", true).unwrap());
     assert!(store.set_user_disabled("alice", false).unwrap());
