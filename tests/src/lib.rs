@@ -34,6 +34,7 @@
 
 pub mod chat;
 pub mod fake_push;
+pub mod fake_s3;
 mod mqtt;
 mod net;
 mod node;

@@ -240,3 +240,39 @@ async fn downloads_honour_ranges() {
     );
     node.stop().await;
 }
+
+// The same upload, dedup and range download with the bytes in an S3 bucket (a fake one that
+// checks every request's SigV4 signature with the test credentials).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_can_live_in_an_s3_bucket() {
+    let s3 = chat_tests::fake_s3::FakeS3::start().await;
+    let f = s3.clone();
+    let node = TestNode::start_with(move |cfg| f.configure(&mut cfg.media)).await;
+    let (amy, _) = node.user_with_device("amy", "phone").await;
+    let (bob, _) = node.user_with_device("bob", "phone").await;
+    let bytes = png(2000, 5);
+    let (status, up) = upload(&node, &amy, "image/png", bytes.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{up}");
+    let id = str_of(&up, "media_id").to_owned();
+    let (status, again) = upload(&node, &bob, "image/png", bytes.clone()).await;
+    assert_eq!(
+        (status, again["media_id"].as_str()),
+        (StatusCode::CREATED, Some(id.as_str()))
+    );
+    assert_eq!(
+        s3.keys(),
+        vec![format!("blobs/{id}")],
+        "stored once, no upload left behind"
+    );
+    let r = download(&node, &amy, &id, None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), bytes);
+    let r = download(&node, &amy, &id, Some("bytes=8-15")).await;
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), bytes[8..16].to_vec());
+    // A refused upload leaves nothing in the bucket.
+    let (status, _) = upload(&node, &amy, "text/plain", png(10, 1)).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(s3.keys().len(), 1, "{:?}", s3.requests());
+    node.stop().await;
+}
