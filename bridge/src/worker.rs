@@ -261,17 +261,18 @@ impl Worker {
             }
             return;
         }
-        for (user, payload) in round.publish {
-            if services.presence.is_online(&user) {
-                services.publisher.to_user(&user, payload);
-            }
-        }
+        // Counted before `sent` goes out, so that whoever sees a `sent` sees it counted.
         services
             .stats
             .messages_stored
             .add(round.received.len() as u64);
         for at in &round.received {
             services.stats.send_latency.observe(at.elapsed());
+        }
+        for (user, payload) in round.publish {
+            if services.presence.is_online(&user) {
+                services.publisher.to_user(&user, payload);
+            }
         }
         for (conv, seq) in &round.done {
             if let Err(e) = self.writer.clear_pending(conv, *seq) {
