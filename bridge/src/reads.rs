@@ -101,13 +101,9 @@ pub fn history_page(
     before: Option<u64>,
     limit: usize,
 ) -> Result<(Vec<Value>, bool), HistoryError> {
-    let member = match conv {
-        Conv::Direct(..) => conv.is_member_direct(user),
-        Conv::Group(group) => store
-            .group(group)
-            .map_err(HistoryError::Store)?
-            .is_some_and(|g| g.is_member(user)),
-    };
+    let member = store
+        .is_conv_member(&conv.to_string(), user)
+        .map_err(HistoryError::Store)?;
     if !member {
         return Err(HistoryError::Forbidden);
     }

@@ -146,6 +146,17 @@ impl Store {
         }
     }
 
+    /// Whether `user` is a member of conversation `conv` now: one of the two users of a 1:1
+    /// chat `d.{a}.{b}`, or a current member of the group of `g.{group_id}`.
+    pub fn is_conv_member(&self, conv: &str, user: &str) -> Result<bool, StoreError> {
+        if let Some(group) = conv.strip_prefix("g.") {
+            return Ok(self.group(group)?.is_some_and(|g| g.is_member(user)));
+        }
+        Ok(conv
+            .strip_prefix("d.")
+            .is_some_and(|pair| pair.split('.').any(|u| u == user)))
+    }
+
     /// Records in the `user_groups` index that `user` is (or is no longer)
     /// a member of `group_id`. Idempotent; not flushed.
     pub fn set_user_group(

@@ -128,13 +128,7 @@ impl Store {
             let Ok(conv) = std::str::from_utf8(&key[prefix.len()..]) else {
                 continue;
             };
-            let member = if let Some(group) = conv.strip_prefix("g.") {
-                self.group(group)?.is_some_and(|g| g.is_member(user))
-            } else {
-                let mut parts = conv.split('.').skip(1);
-                parts.any(|u| u == user)
-            };
-            if member {
+            if self.is_conv_member(conv, user)? {
                 return Ok(true);
             }
         }

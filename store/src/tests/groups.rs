@@ -155,3 +155,23 @@ fn own_messages_may_go_ahead_of_queued_ones() {
     assert_eq!(store.sent_n("bob", "g.g1", 6).unwrap(), Some(1));
     assert_eq!(store.inbox_last("bob").unwrap(), 4);
 }
+
+#[test]
+fn conversation_membership() {
+    let (_dir, store, _) = open_tmp();
+    assert!(store.is_conv_member("d.amy.bob", "amy").unwrap());
+    assert!(store.is_conv_member("d.amy.bob", "bob").unwrap());
+    assert!(!store.is_conv_member("d.amy.bob", "am").unwrap());
+    assert!(
+        !store.is_conv_member("g.g1", "amy").unwrap(),
+        "no such group"
+    );
+    let g = record("g1", &[("amy", GroupRole::Admin)]);
+    let conv = g.conv();
+    let mut w = store.conv_writer(store.conv_shard(&conv)).unwrap();
+    w.group_change(&g, new_msg(&conv, "amy", "~1"), &["amy".to_owned()])
+        .unwrap();
+    assert!(store.is_conv_member("g.g1", "amy").unwrap());
+    assert!(!store.is_conv_member("g.g1", "bob").unwrap());
+    assert!(!store.is_conv_member("x.amy", "amy").unwrap());
+}
