@@ -1,5 +1,6 @@
 //! The `chatd` command line: `chatd [serve]` runs a node until SIGINT/SIGTERM, `chatd config`
-//! prints the effective settings. Kept in the library so that the end-to-end tests can build
+//! prints the effective settings. After a storage failure that has cleared (disk full, then
+//! space freed) `serve` re-executes the program on the same addresses to reopen the store. Kept in the library so that the end-to-end tests can build
 //! the very same program as a binary of their own.
 
 use std::path::PathBuf;
@@ -75,8 +76,9 @@ pub fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(config)) {
-                Ok(()) => ExitCode::SUCCESS,
+            match runtime.block_on(serve(config, cli.config)) {
+                Ok(Ended::Stopped) => ExitCode::SUCCESS,
+                Ok(Ended::Restart(args)) => restart(args),
                 Err(e) => {
                     eprintln!("chatd: {e:#}");
                     ExitCode::FAILURE
@@ -100,12 +102,65 @@ fn init_logging(config: &Config) {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// How [`serve`] ended.
+enum Ended {
+    /// Stopped by a signal, after a clean shutdown.
+    Stopped,
+    /// The store failed and the disk takes writes again: run again with these arguments.
+    Restart(Vec<std::ffi::OsString>),
+}
+
+async fn serve(config: Config, config_file: Option<PathBuf>) -> anyhow::Result<Ended> {
     let node = Node::start(config).await.context("starting the node")?;
     print_banner(&node);
-    wait_for_signal().await?;
+    tokio::select! {
+        r = wait_for_signal() => r?,
+        () = node.storage_recovered() => return Ok(Ended::Restart(restart_args(&node, config_file))),
+    }
     node.shutdown().await.context("shutting down")?;
-    Ok(())
+    Ok(Ended::Stopped)
+}
+
+/// The arguments that start this node again as it runs now: the same configuration file and
+/// data directory, and the addresses it actually listens on (so a port chosen by the system
+/// with port 0 stays the same). The environment is inherited as it is.
+fn restart_args(node: &Node, config_file: Option<PathBuf>) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec!["serve".into()];
+    if let Some(file) = config_file {
+        args.extend(["--config".into(), file.into_os_string()]);
+    }
+    args.extend([
+        "--data-dir".into(),
+        node.config().node.data_dir.clone().into_os_string(),
+        "--http".into(),
+        node.http_addr().to_string().into(),
+        "--mqtt".into(),
+        node.mqtt_addr().to_string().into(),
+    ]);
+    if let Some(plain) = node.mqtt_plaintext_addr() {
+        args.extend(["--mqtt-plaintext".into(), plain.to_string().into()]);
+    }
+    args
+}
+
+/// Replaces this process with a fresh `chatd` (same pid, stdout and stderr; every other file
+/// and socket is closed on exec, which releases the store's lock and the listening ports).
+/// Returns only if that fails: exit code 75 (EX_TEMPFAIL) tells a supervisor to start it again.
+#[cfg(unix)]
+fn restart(args: Vec<std::ffi::OsString>) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let error = match std::env::current_exe() {
+        Ok(exe) => std::process::Command::new(exe).args(&args).exec(),
+        Err(e) => e,
+    };
+    eprintln!("chatd: cannot restart after the storage failure: {error}");
+    ExitCode::from(75)
+}
+
+#[cfg(not(unix))]
+fn restart(_args: Vec<std::ffi::OsString>) -> ExitCode {
+    eprintln!("chatd: the storage failed; exiting so that a supervisor restarts the node");
+    ExitCode::from(75)
 }
 
 fn print_banner(node: &Node) {

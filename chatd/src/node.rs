@@ -3,6 +3,11 @@
 //! the listeners close and the front end stops reading requests, the requests already read are
 //! answered, connections close, open HTTP requests get up to `node.shutdown_grace_secs`, and
 //! the store is flushed.
+//!
+//! When the store fails (disk full, read-only file system, I/O error), sled refuses every later
+//! operation: the node answers `unavailable`, `/readyz` turns 503, and a watch task probes the
+//! data directory until a write succeeds again; [`Node::storage_recovered`] then resolves and
+//! the `chatd` program restarts itself in place to reopen the store (see `cli.rs`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -68,6 +73,7 @@ pub struct Node {
     http_task: JoinHandle<std::io::Result<()>>,
     background: Vec<JoinHandle<()>>,
     ops: Arc<Ops>,
+    recovered: watch::Receiver<bool>,
 }
 
 /// Lets a device connect only while it is enrolled, not revoked, and its user is enabled;
@@ -135,9 +141,15 @@ impl Node {
                 stats: pusher.stats(),
             }),
         ));
+        let (recovered_tx, recovered) = watch::channel(false);
         let background = vec![
             tokio::spawn(purge_sessions(store.clone())),
             tokio::spawn(ops::run_sampler(ops.clone())),
+            tokio::spawn(watch_storage(
+                store.clone(),
+                data_dir.join("db"),
+                recovered_tx,
+            )),
         ];
 
         let listener = TcpListener::bind(&config.http.listen)
@@ -192,7 +204,20 @@ impl Node {
             http_task,
             background,
             ops,
+            recovered,
         })
+    }
+
+    /// Resolves once the store has failed and the data directory takes writes again. The
+    /// failed store cannot be used any more (sled keeps its error); the caller restarts the
+    /// node (the `chatd` program re-executes itself) to reopen it, which recovers everything
+    /// flushed before the failure, like a restart after a crash.
+    pub async fn storage_recovered(&self) {
+        let mut recovered = self.recovered.clone();
+        if recovered.wait_for(|r| *r).await.is_err() {
+            // The watch task is gone (node shutting down): never resolve.
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Live figures, readiness and the push seam (what `/metrics` and the admin API read).
@@ -311,6 +336,47 @@ fn http_tls_config(
         _ if http.tls_from_node_cert => Ok(Some(authority.server_tls_config(false)?)),
         _ => Ok(None),
     }
+}
+
+/// How often the storage watch looks at the store, and then probes the data directory.
+const STORAGE_WATCH_EVERY: Duration = Duration::from_millis(250);
+const STORAGE_PROBE_EVERY: Duration = Duration::from_secs(1);
+/// The probe writes and syncs this much, so that a disk with just a few free blocks does not
+/// count as recovered.
+const STORAGE_PROBE_BYTES: usize = 8 << 20;
+
+/// Waits for the store to fail, then probes `dir` until a write of [`STORAGE_PROBE_BYTES`]
+/// succeeds and reports it on `recovered`.
+async fn watch_storage(store: Store, dir: PathBuf, recovered: watch::Sender<bool>) {
+    let mut every = tokio::time::interval(STORAGE_WATCH_EVERY);
+    while !store.storage_failed() {
+        every.tick().await;
+    }
+    tracing::error!(
+        dir = %dir.display(),
+        "storage failed (disk full, read-only or I/O error): answering `unavailable` until a write succeeds again"
+    );
+    let probe = dir.join(".chatd-space-probe");
+    loop {
+        tokio::time::sleep(STORAGE_PROBE_EVERY).await;
+        let path = probe.clone();
+        let result = tokio::task::spawn_blocking(move || write_probe(&path)).await;
+        let _ = std::fs::remove_file(&probe);
+        match result {
+            Ok(Ok(())) => break,
+            Ok(Err(e)) => tracing::debug!(error = %e, "storage probe failed"),
+            Err(e) => tracing::warn!(error = %e, "storage probe task failed"),
+        }
+    }
+    info!("the data directory takes writes again; restarting to reopen the store");
+    let _ = recovered.send(true);
+}
+
+fn write_probe(path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(&vec![0u8; STORAGE_PROBE_BYTES])?;
+    file.sync_all()
 }
 
 /// Deletes expired sessions once an hour.

@@ -34,3 +34,12 @@ pub enum StoreError {
     #[error("invalid input: {0}")]
     InvalidInput(String),
 }
+
+impl StoreError {
+    /// Whether the database could not read or write (disk full, read-only file
+    /// system, other I/O errors): a condition the caller should report as
+    /// "unavailable, retry later" rather than as a fault of its own.
+    pub fn is_io(&self) -> bool {
+        matches!(self, StoreError::Sled(sled::Error::Io(_)))
+    }
+}

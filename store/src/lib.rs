@@ -262,6 +262,8 @@ struct Inner {
     /// that timing does not reveal whether a user exists.
     dummy_hash: String,
     clock: Clock,
+    /// Set by the first failed flush (see [`Store::storage_failed`]).
+    failed: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for Store {
@@ -343,6 +345,7 @@ impl Store {
             argon2_params,
             dummy_hash,
             clock,
+            failed: std::sync::atomic::AtomicBool::new(false),
         };
         tracing::debug!(path = %dir.display(), shards = cfg.shards, "store opened");
         Ok(Store {
@@ -399,9 +402,26 @@ impl Store {
     /// not: they are durable only after the next call, which the bridge's
     /// single group-commit flusher makes for many writes at once. Never call
     /// it (or sled's `flush_async`) from several threads at once.
+    ///
+    /// A failed flush (disk full, read-only file system, I/O error) marks the
+    /// store as failed for good: see [`Store::storage_failed`].
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.inner.db.flush()?;
+        if let Err(e) = self.inner.db.flush() {
+            self.inner
+                .failed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(e.into());
+        }
         Ok(())
+    }
+
+    /// Whether a flush has failed. sled keeps the first I/O error it meets and
+    /// returns it from every later operation, reads included, so a failed
+    /// store stays failed until the database is opened again (in practice: the
+    /// process restarts); what was flushed before the failure is intact and
+    /// recovered on the next open.
+    pub fn storage_failed(&self) -> bool {
+        self.inner.failed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Bytes the database occupies on disk.

@@ -267,7 +267,10 @@ async fn readyz_is_503_while_draining() {
     })
     .await;
     let r = node.request(Method::GET, "/readyz", None, None).await;
-    assert_eq!(r.body, serde_json::json!({"ready": false}));
+    assert_eq!(
+        r.body,
+        serde_json::json!({"ready": false, "reason": "draining"})
+    );
     assert!(
         started.elapsed() < Duration::from_millis(1500),
         "503 came too late"

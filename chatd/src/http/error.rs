@@ -142,8 +142,10 @@ impl IntoResponse for ApiError {
 }
 
 impl From<chat_store::StoreError> for ApiError {
-    /// Store failures the client can act on keep their meaning; everything
-    /// else (database, corruption, hashing, configuration) is internal.
+    /// Store failures the client can act on keep their meaning; a database
+    /// that cannot read or write (disk full, read-only, I/O error) is 503
+    /// `unavailable`, to be retried; everything else (corruption, hashing,
+    /// configuration) is internal.
     fn from(err: chat_store::StoreError) -> Self {
         use chat_store::StoreError;
         match err {
@@ -153,7 +155,11 @@ impl From<chat_store::StoreError> for ApiError {
             // The handlers validate their input first, so this is rare; the
             // store's message only describes the caller's input.
             StoreError::InvalidInput(message) => ApiError::BadRequest(message),
-            // Database, corruption, hashing, configuration.
+            e if e.is_io() => {
+                tracing::error!(error = %e, "storage failure in HTTP API");
+                ApiError::Unavailable("storage unavailable; retry later".into())
+            }
+            // Corruption, hashing, configuration.
             other => ApiError::internal(other),
         }
     }

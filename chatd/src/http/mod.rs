@@ -13,7 +13,7 @@
 //! | `DELETE /v1/devices/{device_id}`  | Bearer | 204; 404 when no such active device             |
 //! | `GET /v1/conversations/{conv}/messages` | Bearer | 200 `{messages, more}` newest first; 403 for non-members |
 //! | `GET /healthz`                    | none   | 200 `{"status":"ok"}`                           |
-//! | `GET /readyz`                     | none   | 200 `{"ready":true}`; 503 `{"ready":false}` while draining |
+//! | `GET /readyz`                     | none   | 200 `{"ready":true}`; 503 `{"ready":false,"reason":...}` while draining or storage failed |
 //! | `GET /metrics`                    | admin  | Prometheus text (no token with `admin.metrics_public`) |
 //! | `/admin/v1/...`                   | admin  | the admin API (`admin.rs`)                      |
 //! | `GET /dashboard`                  | none*  | the operator dashboard (`dashboard.rs`); *403 when no admin token is configured |
@@ -236,15 +236,17 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: 200 while the node takes traffic, 503 once it is draining for shutdown.
+/// `GET /readyz`: 200 while the node takes traffic; 503 with the reason once it is draining
+/// for shutdown or while its storage has failed.
 async fn readyz(State(state): State<AppState>) -> Response {
-    let ready = state.ops.is_ready();
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(serde_json::json!({ "ready": ready }))).into_response()
+    match state.ops.not_ready_reason() {
+        None => (StatusCode::OK, Json(serde_json::json!({ "ready": true }))).into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "ready": false, "reason": reason })),
+        )
+            .into_response(),
+    }
 }
 
 /// Counts every answer by matched route (`unmatched` for the 404 fallback) and status.

@@ -255,7 +255,10 @@ async fn readyz_turns_503_when_draining_and_stats_say_so() {
     let (status, body) = h.call(Method::GET, "/readyz", None, None).await;
     assert_eq!(
         (status, body),
-        (StatusCode::SERVICE_UNAVAILABLE, json!({"ready": false}))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"ready": false, "reason": "draining"})
+        )
     );
     let (status, stats) = admin(&h, Method::GET, "/admin/v1/stats").await;
     assert_eq!(status, StatusCode::OK);

@@ -87,9 +87,21 @@ impl Ops {
         }
     }
 
-    /// False once the node has begun to drain (shutdown started).
+    /// False once the node has begun to drain (shutdown started), and while its storage has
+    /// failed (disk full, read-only, I/O error: see [`crate::Node::storage_recovered`]).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.not_ready_reason().is_none()
+    }
+
+    /// Why the node is not ready: `"draining"` or `"storage unavailable"`.
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        if !self.ready.load(Ordering::Relaxed) {
+            Some("draining")
+        } else if self.store.storage_failed() {
+            Some("storage unavailable")
+        } else {
+            None
+        }
     }
 
     /// Marks the node as draining: `/readyz` answers 503 from now on.
