@@ -1,0 +1,133 @@
+//! The store's share of a 1:1 message, as the bridge does it: a group-commit batch of
+//! messages appended to their conversation shard (message, idempotency key, fan-out
+//! marker), one inbox entry for the recipient (`msg`) and one for the sender (`sent`),
+//! the marker cleared; with and without the durable flush at the end of the batch.
+//! Reported per message (criterion's "elements"). Run with
+//! `cargo bench -p chat-store --bench write_path`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::cell::Cell;
+use std::hint::black_box;
+
+use chat_store::{ConvWriter, InboxItem, NewMessage, Store, StoreConfig};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+
+/// Messages per group commit (the bridge's rounds are up to this size under load).
+const BATCH: usize = 64;
+/// Distinct users; conversations are pseudo-random pairs of them.
+const USERS: u64 = 1_000;
+
+struct Bench {
+    store: Store,
+    writers: Vec<ConvWriter>,
+    _dir: tempfile::TempDir,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            password_memory_kib: 8,
+            password_iterations: 1,
+            ..StoreConfig::default()
+        };
+        let store = Store::open(&dir.path().join("db"), &cfg).unwrap();
+        let writers = (0..cfg.shards)
+            .map(|s| store.conv_writer(s).unwrap())
+            .collect();
+        Bench {
+            store,
+            writers,
+            _dir: dir,
+        }
+    }
+
+    /// Appends the batch shard by shard and writes both inboxes of every message.
+    fn write(&mut self, batch: Vec<NewMessage>) {
+        let mut by_shard: Vec<Vec<(NewMessage, Vec<String>)>> =
+            (0..self.writers.len()).map(|_| Vec::new()).collect();
+        for m in batch {
+            by_shard[self.store.conv_shard(&m.conv)].push((m, Vec::new()));
+        }
+        for (shard, msgs) in by_shard.into_iter().enumerate() {
+            if msgs.is_empty() {
+                continue;
+            }
+            let stored = self.writers[shard].append_fanout(msgs).unwrap();
+            for m in stored {
+                let to = m.content["to"].as_str().unwrap().to_owned();
+                let item = InboxItem::Msg {
+                    conv: m.conv.clone(),
+                    seq: m.seq,
+                };
+                self.store.inbox_append(&to, vec![item]).unwrap();
+                let item = InboxItem::Sent {
+                    conv: m.conv.clone(),
+                    seq: m.seq,
+                };
+                self.store.inbox_append(&m.from, vec![item]).unwrap();
+                self.writers[shard].clear_pending(&m.conv, m.seq).unwrap();
+            }
+        }
+    }
+}
+
+/// The next batch of 1:1 messages between pseudo-random pairs, with 100-byte bodies; `next`
+/// numbers the messages.
+fn batch(next: &Cell<u64>) -> Vec<NewMessage> {
+    (0..BATCH)
+        .map(|_| {
+            next.set(next.get() + 1);
+            let i = next.get();
+            let a = i.wrapping_mul(2_654_435_761) % USERS;
+            let b = (a + 1 + i.wrapping_mul(40_503) % (USERS - 1)) % USERS;
+            let (from, to) = (format!("user{a}"), format!("user{b}"));
+            let conv = if from < to {
+                format!("d.{from}.{to}")
+            } else {
+                format!("d.{to}.{from}")
+            };
+            NewMessage {
+                msg_id: i,
+                conv,
+                from,
+                client_id: format!("c{i}"),
+                ts: 1_700_000_000_000 + i,
+                content: serde_json::json!({"to": to, "body": "x".repeat(100)}),
+            }
+        })
+        .collect()
+}
+
+fn write_path(c: &mut Criterion) {
+    let mut group = c.benchmark_group("one_to_one_message");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let mut bench = Bench::new();
+    let next = Cell::new(0);
+    // Warm the trees so that the figures are for a store that already holds messages.
+    for _ in 0..200 {
+        bench.write(batch(&next));
+    }
+    group.bench_function("store_writes", |b| {
+        b.iter_batched(
+            || batch(&next),
+            |msgs| bench.write(black_box(msgs)),
+            BatchSize::SmallInput,
+        );
+    });
+    group.bench_function("store_writes_and_flush", |b| {
+        b.iter_batched(
+            || batch(&next),
+            |msgs| {
+                bench.write(black_box(msgs));
+                bench.store.flush().unwrap();
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+}
+
+criterion_group!(benches, write_path);
+criterion_main!(benches);
