@@ -178,7 +178,11 @@ pub fn fill(store: &Store, opts: &FillOptions) -> Result<FillReport, FillError> 
         let mut by_shard: Vec<Vec<NewMessage>> = vec![Vec::new(); writers.len()];
         for _ in 0..n {
             let (conv, a, b) = &convs[rng.gen_range(0..convs.len())];
-            let (from, to) = if rng.gen_bool(0.5) { (*a, *b) } else { (*b, *a) };
+            let (from, to) = if rng.gen_bool(0.5) {
+                (*a, *b)
+            } else {
+                (*b, *a)
+            };
             let ts = now_ms();
             counter[from as usize] += 1;
             let msg = NewMessage {
@@ -239,10 +243,13 @@ fn write_chunk(
                 .and_then(serde_json::Value::as_str)
                 .unwrap_or_default()
                 .to_owned();
-            inbox.entry(msg.from.clone()).or_default().push(InboxItem::Sent {
-                conv: msg.conv.clone(),
-                seq: msg.seq,
-            });
+            inbox
+                .entry(msg.from.clone())
+                .or_default()
+                .push(InboxItem::Sent {
+                    conv: msg.conv.clone(),
+                    seq: msg.seq,
+                });
             inbox.entry(to).or_default().push(InboxItem::Msg {
                 conv: msg.conv.clone(),
                 seq: msg.seq,

@@ -226,8 +226,14 @@ async fn bad_flags_are_refused_clearly() {
         (&["--rate", "0"][..], "--rate must be a positive number"),
         (&["--prefix", "Bad"][..], "user ids must be"),
         (&["--hold", "5"][..], "--hold needs --pid"),
-        (&["--devices-per-user", "0"][..], "--devices-per-user must be between"),
-        (&["--sync-backlog", "10", "--raw"][..], "--sync-backlog is for chat mode"),
+        (
+            &["--devices-per-user", "0"][..],
+            "--devices-per-user must be between",
+        ),
+        (
+            &["--sync-backlog", "10", "--raw"][..],
+            "--sync-backlog is for chat mode",
+        ),
     ] {
         let (code, _, stderr) = bench(&args(flags)).await;
         assert_eq!(code, Some(1), "{flags:?}: {stderr}");
@@ -273,17 +279,38 @@ async fn hold_reports_memory_per_connection_of_every_device() {
     }
     let (r, summary) = running.await.unwrap();
     assert_eq!(most, 20.0, "connections the node held: {r}");
-    assert!(summary.contains("idle hold") && summary.contains("per connection"), "{summary}");
-    assert_eq!((r["users"].as_u64(), r["connections"].as_u64()), (Some(10), Some(20)), "{r}");
-    assert_eq!(r["attempted"].as_u64(), Some(0), "no workload after --hold: {r}");
+    assert!(
+        summary.contains("idle hold") && summary.contains("per connection"),
+        "{summary}"
+    );
+    assert_eq!(
+        (r["users"].as_u64(), r["connections"].as_u64()),
+        (Some(10), Some(20)),
+        "{r}"
+    );
+    assert_eq!(
+        r["attempted"].as_u64(),
+        Some(0),
+        "no workload after --hold: {r}"
+    );
     let h = &r["hold"];
-    assert_eq!((h["connections"].as_u64(), h["online_at_end"].as_u64()), (Some(20), Some(20)), "{r}");
+    assert_eq!(
+        (h["connections"].as_u64(), h["online_at_end"].as_u64()),
+        (Some(20), Some(20)),
+        "{r}"
+    );
     let kib = |k: &str| h[k].as_u64().unwrap_or_else(|| panic!("{k} in {r}"));
-    assert!(kib("rss_before_kib") > 1024 && kib("rss_held_kib") > 1024, "{r}");
+    assert!(
+        kib("rss_before_kib") > 1024 && kib("rss_held_kib") > 1024,
+        "{r}"
+    );
     assert!(kib("rss_held_max_kib") >= kib("rss_held_kib"), "{r}");
     let per_conn = h["rss_per_conn_kib"].as_f64().unwrap();
     let expected = (kib("rss_held_kib") as f64 - kib("rss_before_kib") as f64) / 20.0;
-    assert!((per_conn - expected).abs() < 0.01, "{per_conn} vs {expected}: {r}");
+    assert!(
+        (per_conn - expected).abs() < 0.01,
+        "{per_conn} vs {expected}: {r}"
+    );
     assert!(h["bench_rss_kib"].as_u64().unwrap() > 0, "{r}");
     node.stop().await;
 }
@@ -309,17 +336,41 @@ async fn sync_backlog_reports_the_catch_up() {
     .await;
     assert!(summary.contains("sync pages"), "{summary}");
     let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} in {r}"));
-    assert_eq!((n("attempted"), n("acked"), n("received")), (200, 200, 200), "{r}");
+    assert_eq!(
+        (n("attempted"), n("acked"), n("received")),
+        (200, 200, 200),
+        "{r}"
+    );
     assert_eq!((n("lost"), n("dup"), n("failed")), (0, 0, 0), "{r}");
     let s = &r["sync"];
-    assert_eq!((s["backlog"].as_u64(), s["received"].as_u64()), (Some(200), Some(200)), "{r}");
-    assert_eq!((s["page"].as_u64(), s["pages"].as_u64()), (Some(50), Some(4)), "{r}");
+    assert_eq!(
+        (s["backlog"].as_u64(), s["received"].as_u64()),
+        (Some(200), Some(200)),
+        "{r}"
+    );
+    assert_eq!(
+        (s["page"].as_u64(), s["pages"].as_u64()),
+        (Some(50), Some(4)),
+        "{r}"
+    );
     assert_eq!(s["page_ms"]["n"].as_u64(), Some(4), "{r}");
     let ms = |k: &str| s[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
-    assert!(0.0 < ms("connect_ms") && ms("connect_ms") <= ms("first_ms"), "{r}");
-    assert!(ms("first_ms") <= ms("sync_ms") && ms("sync_ms") < 60_000.0, "{r}");
-    assert!(ms("online_ms") > ms("connect_ms") && ms("msgs_per_s") > 0.0, "{r}");
-    assert!(s["page_ms"]["max"].as_f64().unwrap() <= ms("sync_ms"), "{r}");
+    assert!(
+        0.0 < ms("connect_ms") && ms("connect_ms") <= ms("first_ms"),
+        "{r}"
+    );
+    assert!(
+        ms("first_ms") <= ms("sync_ms") && ms("sync_ms") < 60_000.0,
+        "{r}"
+    );
+    assert!(
+        ms("online_ms") > ms("connect_ms") && ms("msgs_per_s") > 0.0,
+        "{r}"
+    );
+    assert!(
+        s["page_ms"]["max"].as_f64().unwrap() <= ms("sync_ms"),
+        "{r}"
+    );
     node.stop().await;
 }
 

@@ -41,7 +41,10 @@ async fn a_filled_data_dir_is_served_like_the_nodes_own_messages() {
     let report: Value = serde_json::from_str(fill_out.trim()).expect("fill prints one JSON line");
     assert_eq!(report["messages"], MESSAGES, "{report}");
     assert_eq!(report["users_created"], USERS, "{report}");
-    assert!(report["db_bytes"].as_u64().unwrap_or(0) > MESSAGES * 100, "{report}");
+    assert!(
+        report["db_bytes"].as_u64().unwrap_or(0) > MESSAGES * 100,
+        "{report}"
+    );
 
     // Every user's inbox, through sync.
     let mut sent = 0;

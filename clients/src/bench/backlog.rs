@@ -197,20 +197,16 @@ pub(crate) async fn run(args: &Args, prefix: &str, t: &Tracker, report: &mut Rep
     report.connect_s = online.unwrap_or(last).as_secs_f64();
     let _ = tokio::join!(reader.close(), writer.close());
     if arrivals.is_empty() {
-        return Err(anyhow!("the reader received none of the {backlog} messages"));
+        return Err(anyhow!(
+            "the reader received none of the {backlog} messages"
+        ));
     }
     Ok(())
 }
 
 /// Sends `count` messages from `writer` to `to`, at most `--window` without `sent`; returns
 /// the time until the last `sent`.
-async fn send_backlog(
-    args: &Args,
-    writer: &Client,
-    to: &str,
-    count: u64,
-    t: &Tracker,
-) -> Duration {
+async fn send_backlog(args: &Args, writer: &Client, to: &str, count: u64, t: &Tracker) -> Duration {
     let window = Arc::new(Semaphore::new(args.window));
     let start = Instant::now();
     for seq in 1..=count {

@@ -36,7 +36,12 @@ pub struct HoldReport {
 }
 
 /// Holds the fleet's connections idle for `secs`, sampling the node (`--pid`) every second.
-pub(crate) async fn hold(fleet: &Fleet, secs: Duration, args: &Args, report: &Report) -> HoldReport {
+pub(crate) async fn hold(
+    fleet: &Fleet,
+    secs: Duration,
+    args: &Args,
+    report: &Report,
+) -> HoldReport {
     let connections = args.connections();
     eprintln!(
         "holding {connections} connections idle for {:.0} s...",
