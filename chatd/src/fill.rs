@@ -16,7 +16,7 @@
 //! chunk) and no receipts are written; the keys and values are the node's.
 //!
 //! Users are `PREFIX0` .. `PREFIX{U-1}` with one password; existing users are reused, so fill
-//! can be run again to add more messages. Conversations are `C` fixed pairs of users; each
+//! can be run again to add more messages (client ids are random per run, so they never clash). Conversations are `C` fixed pairs of users; each
 //! message goes to a random conversation (seeded, so runs are reproducible) from a random one
 //! of its two members, with a body of `body_size` bytes of lowercase words. Not crash-safe: a
 //! fill that is interrupted leaves a data directory to throw away.
@@ -165,9 +165,11 @@ pub fn fill(store: &Store, opts: &FillOptions) -> Result<FillReport, FillError> 
         .collect::<Result<_, _>>()?;
     let ids = Snowflake::new(opts.node_id);
     let mut rng = StdRng::seed_from_u64(opts.seed);
-    // Client ids as the SDK makes them: a random prefix per user, then a counter.
+    // Client ids as the SDK makes them: a random prefix per user, then a counter. Not from
+    // the seeded generator: a second fill with the same seed must not reuse them (the store
+    // refuses a `(sender, id)` it has seen).
     let client_prefix: Vec<String> = (0..opts.users)
-        .map(|_| format!("{:012x}", rng.gen::<u64>() & 0xffff_ffff_ffff))
+        .map(|_| format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff))
         .collect();
     let mut counter = vec![0u64; opts.users as usize];
 
