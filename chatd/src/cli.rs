@@ -1,7 +1,9 @@
 //! The `chatd` command line: `chatd [serve]` runs a node until SIGINT/SIGTERM, `chatd config`
-//! prints the effective settings. After a storage failure that has cleared (disk full, then
-//! space freed) `serve` re-executes the program on the same addresses to reopen the store. Kept in the library so that the end-to-end tests can build
-//! the very same program as a binary of their own.
+//! prints the effective settings, `chatd fill` writes messages for benchmarks
+//! ([`crate::fill`]). After a storage failure that has cleared (disk full, then space freed)
+//! `serve` re-executes the program on the same addresses to reopen the store. Kept in the
+//! library so that the end-to-end tests can build the very same program as a binary of their
+//! own.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +46,36 @@ enum Command {
     Serve,
     /// Print the effective configuration as TOML and exit.
     Config,
+    /// Write N 1:1 messages into the data directory, as the node stores them (for
+    /// benchmarks: disk use per message, restart time). The node must not be running. Prints
+    /// one JSON line.
+    Fill(FillArgs),
+}
+
+/// `chatd fill` flags.
+#[derive(clap::Args)]
+struct FillArgs {
+    /// Messages to add.
+    #[arg(long, value_name = "N")]
+    messages: u64,
+    /// Users (PREFIX0 .. PREFIX{U-1}), created if missing.
+    #[arg(long, default_value_t = 10_000, value_name = "U")]
+    users: u32,
+    /// 1:1 conversations (fixed pairs of users; default 5 per user).
+    #[arg(long, value_name = "C")]
+    convs: Option<u32>,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 100)]
+    body_size: usize,
+    /// User id prefix.
+    #[arg(long, default_value = "f")]
+    prefix: String,
+    /// Password of the users.
+    #[arg(long, default_value = "fill-password-1")]
+    password: String,
+    /// Seed of the random choices (conversation, sender, words).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 /// Parses the command line and runs `chatd`: what the `chatd` binary's `main` does.
@@ -67,6 +99,7 @@ pub fn main() -> ExitCode {
             print!("{}", config.to_toml());
             ExitCode::SUCCESS
         }
+        Command::Fill(args) => run_fill(&config, &args),
         Command::Serve => {
             init_logging(&config);
             let runtime = match tokio::runtime::Runtime::new() {
@@ -84,6 +117,47 @@ pub fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `chatd fill`: opens the store the node would open and fills it; prints one JSON line.
+fn run_fill(config: &Config, args: &FillArgs) -> ExitCode {
+    let opts = crate::fill::FillOptions {
+        messages: args.messages,
+        users: args.users,
+        convs: args
+            .convs
+            .unwrap_or_else(|| args.users.saturating_mul(5).max(1)),
+        body_size: args.body_size,
+        prefix: args.prefix.clone(),
+        password: args.password.clone(),
+        seed: args.seed,
+        node_id: config.node.node_id,
+    };
+    let db = config.node.data_dir.join("db");
+    let result = std::fs::create_dir_all(&config.node.data_dir)
+        .with_context(|| format!("creating {}", config.node.data_dir.display()))
+        .and_then(|()| {
+            chat_store::Store::open(&db, &config.store)
+                .with_context(|| format!("opening the store in {}", db.display()))
+        })
+        .and_then(|store| {
+            let report = crate::fill::fill(&store, &opts)?;
+            drop(store);
+            Ok(report)
+        });
+    match result {
+        Ok(report) => {
+            println!(
+                "{}",
+                serde_json::to_string(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("chatd fill: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

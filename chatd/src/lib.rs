@@ -7,6 +7,7 @@
 //!
 //! Layout:
 //! - `config.rs`: [`Config`], layered from defaults, TOML, `CHATD__SECTION__KEY` and flags
+//! - `fill.rs`: `chatd fill`, messages written straight into a data directory (benchmarks)
 //! - `node.rs`: [`Node`]: wiring and lifecycle (draining, graceful shutdown)
 //! - `http/`: the HTTP API (accounts, sessions, device enrolment, the admin API, `/metrics`,
 //!   `/readyz` and the dashboard), served by axum
@@ -14,6 +15,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod fill;
 pub mod http;
 mod node;
 pub mod ops;

@@ -1,7 +1,11 @@
 //! `chat-bench` (built as `chat-bench-under-test`) in short runs: against a real node in chat
 //! mode (duration-bound and count-bound with receipts), and in raw mode against mosquitto.
 //! Each run must print its summary and one parseable JSON line with sane numbers: messages
-//! acknowledged, none lost, none duplicated, latency percentiles in order.
+//! acknowledged, none lost, none duplicated, latency percentiles in order. The benchmark modes
+//! of issue 8 too: `--hold` with several devices per user (every device a real TLS connection
+//! the node counts, memory per connection reported) and `--sync-backlog` (an offline device
+//! catches up with every message, in the expected number of pages), and the early refusal
+//! when the open-files limit is too low for the connections asked for.
 
 #![allow(clippy::unwrap_used)]
 
@@ -46,14 +50,21 @@ async fn bench(args: &[String]) -> (Option<i32>, String, String) {
     )
 }
 
-/// Runs a bench that must succeed; returns its JSON report (the last stdout line), after
-/// checking what every report must satisfy.
-async fn report(args: &[String]) -> Value {
+/// Runs a bench that must succeed; returns its JSON report (the last stdout line) and the
+/// summary.
+async fn run_ok(args: &[String]) -> (Value, String) {
     let (code, stdout, stderr) = bench(args).await;
     assert_eq!(code, Some(0), "chat-bench failed: {stdout}{stderr}");
     assert!(stdout.contains("connect storm"), "no summary: {stdout}");
     let last = stdout.lines().last().unwrap_or_default();
     let r: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{last:?}: {e}"));
+    (r, stdout)
+}
+
+/// Runs a bench that must succeed; returns its JSON report (the last stdout line), after
+/// checking what every report with a workload must satisfy.
+async fn report(args: &[String]) -> Value {
+    let (r, _) = run_ok(args).await;
     let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} in {r}"));
     assert!(n("acked") > 0, "{r}");
     assert_eq!((n("lost"), n("dup"), n("failed")), (0, 0, 0), "{r}");
@@ -214,6 +225,15 @@ async fn bad_flags_are_refused_clearly() {
         ),
         (&["--rate", "0"][..], "--rate must be a positive number"),
         (&["--prefix", "Bad"][..], "user ids must be"),
+        (&["--hold", "5"][..], "--hold needs --pid"),
+        (
+            &["--devices-per-user", "0"][..],
+            "--devices-per-user must be between",
+        ),
+        (
+            &["--sync-backlog", "10", "--raw"][..],
+            "--sync-backlog is for chat mode",
+        ),
     ] {
         let (code, _, stderr) = bench(&args(flags)).await;
         assert_eq!(code, Some(1), "{flags:?}: {stderr}");
@@ -225,6 +245,152 @@ async fn bad_flags_are_refused_clearly() {
     let (code, _, stderr) = bench(&args(&["--server", "http://127.0.0.1:1", "--users", "2"])).await;
     assert_eq!(code, Some(1));
     assert!(stderr.contains("cannot reach the HTTP API"), "{stderr}");
+}
+
+// 10 users with 2 devices each, held idle for 2 s: the node counts 20 MQTT connections (each
+// device enrolled with its own certificate), the report has memory before and during the hold
+// and a per-connection figure, all 20 are still online at the end, and no workload ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_reports_memory_per_connection_of_every_device() {
+    let node = TestNode::start().await;
+    let (mqtt, pid) = (node.mqtt.to_string(), std::process::id().to_string());
+    let flags = args(&[
+        "--server",
+        &node.http,
+        "--mqtt",
+        &mqtt,
+        "--users",
+        "10",
+        "--devices-per-user",
+        "2",
+        "--hold",
+        "2",
+        "--pid",
+        &pid,
+    ]);
+    let running = tokio::spawn(async move { run_ok(&flags).await });
+    // While it holds, the node sees every device's connection.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut most = 0.0_f64;
+    while !running.is_finished() && std::time::Instant::now() < deadline {
+        let scrape = node.metrics().await;
+        most = most.max(scrape.get("chatd_mqtt_connections", &[]).unwrap_or(0.0));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (r, summary) = running.await.unwrap();
+    assert_eq!(most, 20.0, "connections the node held: {r}");
+    assert!(
+        summary.contains("idle hold") && summary.contains("per connection"),
+        "{summary}"
+    );
+    assert_eq!(
+        (r["users"].as_u64(), r["connections"].as_u64()),
+        (Some(10), Some(20)),
+        "{r}"
+    );
+    assert_eq!(
+        r["attempted"].as_u64(),
+        Some(0),
+        "no workload after --hold: {r}"
+    );
+    let h = &r["hold"];
+    assert_eq!(
+        (h["connections"].as_u64(), h["online_at_end"].as_u64()),
+        (Some(20), Some(20)),
+        "{r}"
+    );
+    let kib = |k: &str| h[k].as_u64().unwrap_or_else(|| panic!("{k} in {r}"));
+    assert!(
+        kib("rss_before_kib") > 1024 && kib("rss_held_kib") > 1024,
+        "{r}"
+    );
+    assert!(kib("rss_held_max_kib") >= kib("rss_held_kib"), "{r}");
+    let per_conn = h["rss_per_conn_kib"].as_f64().unwrap();
+    let expected = (kib("rss_held_kib") as f64 - kib("rss_before_kib") as f64) / 20.0;
+    assert!(
+        (per_conn - expected).abs() < 0.01,
+        "{per_conn} vs {expected}: {r}"
+    );
+    assert!(h["bench_rss_kib"].as_u64().unwrap() > 0, "{r}");
+    node.stop().await;
+}
+
+// 200 messages to an offline reader, synced in pages of 50: all 200 arrive once, in 4 pages,
+// with the times in order (subscribed, first, last) and every send acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_backlog_reports_the_catch_up() {
+    let node = TestNode::start().await;
+    let mqtt = node.mqtt.to_string();
+    let (r, summary) = run_ok(&args(&[
+        "--server",
+        &node.http,
+        "--mqtt",
+        &mqtt,
+        "--sync-backlog",
+        "200",
+        "--sync-page",
+        "50",
+        "--window",
+        "32",
+    ]))
+    .await;
+    assert!(summary.contains("sync pages"), "{summary}");
+    let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} in {r}"));
+    assert_eq!(
+        (n("attempted"), n("acked"), n("received")),
+        (200, 200, 200),
+        "{r}"
+    );
+    assert_eq!((n("lost"), n("dup"), n("failed")), (0, 0, 0), "{r}");
+    let s = &r["sync"];
+    assert_eq!(
+        (s["backlog"].as_u64(), s["received"].as_u64()),
+        (Some(200), Some(200)),
+        "{r}"
+    );
+    assert_eq!(
+        (s["page"].as_u64(), s["pages"].as_u64()),
+        (Some(50), Some(4)),
+        "{r}"
+    );
+    assert_eq!(s["page_ms"]["n"].as_u64(), Some(4), "{r}");
+    let ms = |k: &str| s[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
+    assert!(
+        0.0 < ms("connect_ms") && ms("connect_ms") <= ms("first_ms"),
+        "{r}"
+    );
+    assert!(
+        ms("first_ms") <= ms("sync_ms") && ms("sync_ms") < 60_000.0,
+        "{r}"
+    );
+    assert!(
+        ms("online_ms") > ms("connect_ms") && ms("msgs_per_s") > 0.0,
+        "{r}"
+    );
+    assert!(
+        s["page_ms"]["max"].as_f64().unwrap() <= ms("sync_ms"),
+        "{r}"
+    );
+    node.stop().await;
+}
+
+// Asking for more connections than `ulimit -n` allows fails at once, saying what to do,
+// before any enrolment.
+#[tokio::test]
+async fn too_many_connections_for_the_open_files_limit_are_refused() {
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -n 256 && exec "$0" --users 300 --server http://127.0.0.1:1"#)
+        .arg(bench_binary())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&child.stderr);
+    assert_eq!(child.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("may open 256") && stderr.contains("ulimit -n"),
+        "{stderr}"
+    );
 }
 
 /// Whether the mosquitto broker can be run: skipped with a notice when it is missing, a

@@ -12,9 +12,9 @@ use tokio::sync::{oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::report::{Report, Tracker};
+use super::report::{memory_of, Report, Tracker};
 use super::Args;
-use crate::{Api, Client, Error, Options, StateStore};
+use crate::{Api, Client, ConnState, Error, Options, Session, StateStore};
 
 /// How long the connect storm may take before the run gives up.
 const STORM_LIMIT: Duration = Duration::from_secs(300);
@@ -34,7 +34,10 @@ pub(crate) struct Fleet(Arc<Kind>);
 
 enum Kind {
     Chat {
+        /// Each user's first device: it sends and counts deliveries.
         clients: Vec<Client>,
+        /// The other devices (--devices-per-user): they hold a connection and read.
+        others: Vec<Client>,
         names: Vec<String>,
         groups: OnceLock<Vec<String>>,
     },
@@ -45,59 +48,46 @@ enum Kind {
 }
 
 impl Fleet {
-    /// Chat mode: registers (or reuses) and enrols every user with bounded concurrency,
-    /// then starts one SDK client each and waits until all are online.
+    /// Chat mode: registers (or reuses) and enrols every user's devices with bounded
+    /// concurrency, then starts one SDK client per device and waits until all are online.
     pub(crate) async fn chat(
         args: &Args,
         names: &[String],
         t: &Tracker,
         report: &mut Report,
     ) -> Result<Fleet> {
-        let api = Api::new(&args.server, None)?;
-        eprintln!("enrolling {} users...", names.len());
+        let devices = args.devices_per_user;
+        eprintln!("enrolling {} users x {devices} devices...", names.len());
         let started = Instant::now();
-        let limit = Arc::new(Semaphore::new(args.concurrency));
-        let mut tasks = JoinSet::new();
-        for (i, name) in names.iter().enumerate() {
-            let (api, limit, name) = (api.clone(), limit.clone(), name.clone());
-            let (mqtt, password) = (args.mqtt.clone(), args.password.clone());
-            tasks.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                match api.register(&name, &password).await {
-                    Ok(()) | Err(Error::Api { status: 409, .. }) => {}
-                    Err(e) => return Err(anyhow!("registering {name}: {e}")),
-                }
-                let session = api
-                    .enrol(&mqtt, &name, &password, "bench")
-                    .await
-                    .with_context(|| format!("enrolling {name}"))?;
-                Ok((i, session))
-            });
-        }
-        let mut sessions = vec![None; names.len()];
-        while let Some(joined) = tasks.join_next().await {
-            let (i, session) = joined.map_err(|e| anyhow!("enrolment task: {e}"))??;
-            sessions[i] = Some(session);
-        }
+        let sessions = enrol(args, names, devices).await?;
         report.enrol_s = started.elapsed().as_secs_f64();
+        report.rss_before_connect_kib = args.pid.and_then(|pid| memory_of(pid).0);
+        report.bench_rss_before_connect_kib = memory_of(std::process::id()).0;
 
-        eprintln!("connecting {} users...", names.len());
+        eprintln!("connecting {} devices...", sessions.len());
         let started = Instant::now();
         let mut clients = Vec::with_capacity(names.len());
+        let mut others = Vec::with_capacity(sessions.len() - names.len());
         for (i, session) in sessions.into_iter().enumerate() {
-            let session = session.ok_or_else(|| anyhow!("user {i} was not enrolled"))?;
+            let (user, device) = (i / devices, i % devices);
             let (client, events) = Client::start(session, StateStore::Memory, Options::default())?;
-            tokio::spawn(consume(
-                i as u32,
-                client.clone(),
-                events,
-                t.clone(),
-                args.receipts,
-            ));
-            clients.push(client);
+            if device == 0 {
+                tokio::spawn(consume(
+                    user as u32,
+                    client.clone(),
+                    events,
+                    t.clone(),
+                    args.receipts,
+                ));
+                clients.push(client);
+            } else {
+                tokio::spawn(discard(events));
+                others.push(client);
+            }
         }
+        report.clients_started_s = started.elapsed().as_secs_f64();
         let mut waits = JoinSet::new();
-        for c in &clients {
+        for c in clients.iter().chain(&others) {
             let c = c.clone();
             waits.spawn(async move { c.wait_online(STORM_LIMIT).await });
         }
@@ -107,6 +97,7 @@ impl Fleet {
         report.connect_s = started.elapsed().as_secs_f64();
         Ok(Fleet(Arc::new(Kind::Chat {
             clients,
+            others,
             names: names.to_vec(),
             groups: OnceLock::new(),
         })))
@@ -177,6 +168,7 @@ impl Fleet {
             clients,
             names,
             groups,
+            ..
         } = &*self.0
         else {
             bail!("groups are for chat mode only");
@@ -210,6 +202,7 @@ impl Fleet {
                 clients,
                 names,
                 groups,
+                ..
             } => {
                 let target = match dest {
                     Dest::User(to) => Target::To(names[to as usize].clone()),
@@ -243,12 +236,32 @@ impl Fleet {
         }
     }
 
+    /// Chat mode: `(connected now, connections)`: how many devices are online (connected,
+    /// subscribed, caught up). Raw mode: `None` (its connections do not reconnect).
+    pub(crate) fn online(&self) -> Option<(usize, usize)> {
+        let Kind::Chat {
+            clients, others, ..
+        } = &*self.0
+        else {
+            return None;
+        };
+        let all = clients.len() + others.len();
+        let online = clients
+            .iter()
+            .chain(others)
+            .filter(|c| matches!(*c.state().borrow(), ConnState::Online))
+            .count();
+        Some((online, all))
+    }
+
     /// Closes every connection.
     pub(crate) async fn close(&self) {
         match &*self.0 {
-            Kind::Chat { clients, .. } => {
+            Kind::Chat {
+                clients, others, ..
+            } => {
                 let mut closing = JoinSet::new();
-                for c in clients {
+                for c in clients.iter().chain(others) {
                     let c = c.clone();
                     closing.spawn(async move { c.close().await });
                 }
@@ -261,6 +274,79 @@ impl Fleet {
             }
         }
     }
+}
+
+/// The device ids of a user with `devices` devices: `bench`, `bench1`, `bench2` ...
+pub(crate) fn device_name(device: usize) -> String {
+    if device == 0 {
+        "bench".to_owned()
+    } else {
+        format!("bench{device}")
+    }
+}
+
+/// Registers (or reuses) every user and enrols `devices` devices each, `--concurrency` users
+/// at a time; the sessions in order user by user, `devices` each.
+pub(crate) async fn enrol(args: &Args, names: &[String], devices: usize) -> Result<Vec<Session>> {
+    let api = Api::new(&args.server, None)?;
+    let limit = Arc::new(Semaphore::new(args.concurrency));
+    let mut tasks = JoinSet::new();
+    for (i, name) in names.iter().enumerate() {
+        let (api, limit, name) = (api.clone(), limit.clone(), name.clone());
+        let (mqtt, password) = (args.mqtt.clone(), args.password.clone());
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            match api.register(&name, &password).await {
+                Ok(()) | Err(Error::Api { status: 409, .. }) => {}
+                Err(e) => return Err(anyhow!("registering {name}: {e}")),
+            }
+            let mut sessions = Vec::with_capacity(devices);
+            for d in 0..devices {
+                let device = device_name(d);
+                let session = api
+                    .enrol(&mqtt, &name, &password, &device)
+                    .await
+                    .with_context(|| format!("enrolling {name}'s device {device}"))?;
+                sessions.push(session);
+            }
+            Ok((i, sessions))
+        });
+    }
+    let mut by_user = vec![Vec::new(); names.len()];
+    while let Some(joined) = tasks.join_next().await {
+        let (i, sessions) = joined.map_err(|e| anyhow!("enrolment task: {e}"))??;
+        by_user[i] = sessions;
+    }
+    Ok(by_user.into_iter().flatten().collect())
+}
+
+/// Fails early, with the fix, when this process may not open `needed` more files (one socket
+/// per connection): `ulimit -n` is read from /proc/self/limits (Linux; elsewhere no check).
+pub(crate) fn check_open_files(needed: usize) -> Result<()> {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return Ok(());
+    };
+    let soft = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse::<usize>().ok());
+    // stdio, the runtime's epoll and wakers, the HTTP client's connections, DNS.
+    let spare = 64;
+    match soft {
+        Some(limit) if needed + spare > limit => bail!(
+            "{needed} connections need about {} open files, but this process may open {limit}: \
+             raise `ulimit -n`, or split the devices over several chat-bench processes \
+             (each with its own --prefix)",
+            needed + spare
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Drains the events of a device that only holds its connection.
+async fn discard(mut events: crate::Events) {
+    while events.recv().await.is_some() {}
 }
 
 /// Reads one chat user's events: every `msg` is a delivery (and gets a receipt if asked).

@@ -2,20 +2,26 @@
 //! `--raw`.
 //!
 //! Entry point: [`main`]. A run has four phases: set-up (chat mode: parallel enrolment of U
-//! users; raw mode: nothing), the connect storm (every user's connection connected,
-//! subscribed and, in chat mode, synced), the workload (1:1 between random pairs or to
-//! random groups, at a fixed rate or as fast as a bounded in-flight window allows, for a
-//! duration or a count), and a drain (waiting for the last deliveries). Then a human summary
-//! and one JSON line go to stdout.
+//! users, D devices each; raw mode: nothing), the connect storm (every device's connection
+//! connected, subscribed and, in chat mode, synced), the workload (1:1 between random pairs or
+//! to random groups, at a fixed rate or as fast as a bounded in-flight window allows, for a
+//! duration or a count), and a drain (waiting for the last deliveries). With `--hold` the
+//! connections are first held idle while the node's memory is sampled. `--sync-backlog` is a
+//! run of its own: an offline device's catch-up. Then a human summary and one JSON line go to
+//! stdout.
 //!
 //! Layout:
 //! - `mod.rs`: the command line ([`Args`]) and the run
 //! - `fleet.rs`: the users' connections: SDK clients (chat mode) or bare rumqttc connections
 //!   with PUBACK tracking (raw mode)
 //! - `workload.rs`: the send loop (rate, window, duration, count) and message bodies
+//! - `hold.rs`: `--hold`: idle connections held, the node's memory per connection
+//! - `backlog.rs`: `--sync-backlog`: an offline device's catch-up of N messages
 //! - `report.rs`: counters, latency percentiles, RSS, the summary and the JSON line
 
+mod backlog;
 mod fleet;
+mod hold;
 mod report;
 mod workload;
 
@@ -27,6 +33,9 @@ use anyhow::{bail, Result};
 use clap::Parser;
 
 pub use report::Report;
+
+/// Most devices per user (--devices-per-user).
+pub const MAX_DEVICES_PER_USER: usize = 64;
 
 /// The `chat-bench` command line.
 #[derive(Debug, Clone, Parser)]
@@ -98,6 +107,24 @@ pub struct Args {
     /// Raw mode: MQTT password.
     #[arg(long)]
     pub mqtt_password: Option<String>,
+    /// Devices per user (chat mode): each one enrolled with its own key and certificate
+    /// (`bench`, `bench1`, ...) and its own TLS connection. The first device of each user
+    /// sends and counts deliveries; the others only hold their connection and read.
+    #[arg(long, default_value_t = 1, value_name = "D")]
+    pub devices_per_user: usize,
+    /// After the connect storm, hold every connection idle for this long while sampling the
+    /// node's memory (needs --pid): reports its growth per connection since just before the
+    /// storm. The workload then runs only if --count or --duration is given.
+    #[arg(long, value_name = "SECS")]
+    pub hold: Option<f64>,
+    /// Sync mode (chat mode): user 1 sends N messages to user 0 while user 0 is offline, then
+    /// user 0's device connects and syncs them all; reports the time from its connect to the
+    /// last message and per-page figures. Uses 2 users; no other workload.
+    #[arg(long, value_name = "N")]
+    pub sync_backlog: Option<u64>,
+    /// Sync mode: events per `sync` page the device asks for (the server gives at most 1000).
+    #[arg(long, default_value_t = 500, value_name = "EVENTS")]
+    pub sync_page: usize,
 }
 
 impl Args {
@@ -138,6 +165,29 @@ impl Args {
         if self.concurrency == 0 {
             bail!("--concurrency must be at least 1");
         }
+        if self.devices_per_user == 0 || self.devices_per_user > MAX_DEVICES_PER_USER {
+            bail!("--devices-per-user must be between 1 and {MAX_DEVICES_PER_USER}");
+        }
+        if self.raw && self.devices_per_user > 1 {
+            bail!("--devices-per-user is for chat mode only");
+        }
+        if self.hold.is_some_and(|h| !(h > 0.0 && h.is_finite())) {
+            bail!("--hold must be a positive number of seconds");
+        }
+        if self.hold.is_some() && self.pid.is_none() {
+            bail!("--hold needs --pid (the node's process id) to measure its memory");
+        }
+        if let Some(n) = self.sync_backlog {
+            if self.raw || self.group_size.is_some() || self.hold.is_some() {
+                bail!("--sync-backlog is for chat mode, without --group-size and --hold");
+            }
+            if n == 0 {
+                bail!("--sync-backlog must be at least 1");
+            }
+        }
+        if self.sync_page == 0 {
+            bail!("--sync-page must be at least 1");
+        }
         if let Some(p) = &self.prefix {
             let longest = format!("{p}{}", self.users);
             if !chat_proto::valid_id(&longest) {
@@ -145,6 +195,17 @@ impl Args {
             }
         }
         Ok(())
+    }
+
+    /// Connections in all.
+    pub fn connections(&self) -> usize {
+        self.users * self.devices_per_user
+    }
+
+    /// Whether a workload runs: always, except after --hold when neither --count nor
+    /// --duration asks for one.
+    fn has_workload(&self) -> bool {
+        self.hold.is_none() || self.count.is_some() || self.duration.is_some()
     }
 
     /// The workload's length: the duration, if any (10 s when neither it nor --count is given).
@@ -189,27 +250,41 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// One whole run: set-up, connect storm, workload, drain, report.
+/// One whole run: set-up, connect storm, hold, workload, drain, report (or, with
+/// --sync-backlog, the sync run).
 pub async fn run(args: Args) -> Result<Report> {
     args.validate()?;
     let prefix = args.prefix.clone().unwrap_or_else(random_prefix);
-    let names: Vec<String> = (0..args.users).map(|i| format!("{prefix}{i}")).collect();
     let tracker = report::Tracker::new();
     let mut report = Report::new(&args);
+    if args.sync_backlog.is_some() {
+        backlog::run(&args, &prefix, &tracker, &mut report).await?;
+        return Ok(report);
+    }
+    fleet::check_open_files(args.connections() + args.concurrency)?;
+    let names: Vec<String> = (0..args.users).map(|i| format!("{prefix}{i}")).collect();
 
     let fleet = if args.raw {
         fleet::Fleet::raw(&args, &names, &tracker, &mut report).await?
     } else {
         fleet::Fleet::chat(&args, &names, &tracker, &mut report).await?
     };
+    if let Some(secs) = args.hold {
+        report.hold = Some(hold::hold(&fleet, Duration::from_secs_f64(secs), &args, &report).await);
+    }
     let groups = match args.group_size {
         Some(size) => fleet.make_groups(size).await?,
         None => Vec::new(),
     };
-    eprintln!("running the workload...");
-    let elapsed = workload::drive(&args, &fleet, &groups, &tracker).await;
-    eprintln!("draining...");
-    tracker.drain(Duration::from_secs_f64(args.drain)).await;
+    let elapsed = if args.has_workload() {
+        eprintln!("running the workload...");
+        let elapsed = workload::drive(&args, &fleet, &groups, &tracker).await;
+        eprintln!("draining...");
+        tracker.drain(Duration::from_secs_f64(args.drain)).await;
+        elapsed
+    } else {
+        Duration::ZERO
+    };
     report.finish(&tracker, elapsed, args.pid);
     fleet.close().await;
     Ok(report)

@@ -140,7 +140,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(mut samples: Vec<u32>) -> Percentiles {
+    pub(crate) fn of(mut samples: Vec<u32>) -> Percentiles {
         if samples.is_empty() {
             return Percentiles::default();
         }
@@ -159,7 +159,7 @@ impl Percentiles {
         }
     }
 
-    fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         format!(
             "p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2} ms  ({} samples)",
             self.p50, self.p90, self.p99, self.p999, self.max, self.n
@@ -172,8 +172,12 @@ impl Percentiles {
 pub struct Report {
     /// `chat` (the full stack through the SDK) or `raw` (bare MQTT).
     pub mode: &'static str,
-    /// Users (connections).
+    /// Users.
     pub users: usize,
+    /// Devices per user, each with its own connection.
+    pub devices_per_user: usize,
+    /// Connections (users x devices per user).
+    pub connections: usize,
     /// Group size, when sending to groups.
     pub group_size: Option<usize>,
     /// Body size in bytes.
@@ -189,6 +193,8 @@ pub struct Report {
     /// Seconds from the first connection attempt until every user was connected,
     /// subscribed and (chat mode) synced.
     pub connect_s: f64,
+    /// Of `connect_s`: seconds this process took to start every SDK client (chat mode).
+    pub clients_started_s: f64,
     /// Seconds of workload.
     pub duration_s: f64,
     /// Sends started.
@@ -213,6 +219,15 @@ pub struct Report {
     pub rss_kib: Option<u64>,
     /// The node's peak resident memory, KiB (with --pid).
     pub rss_peak_kib: Option<u64>,
+    /// The node's resident memory just before the connect storm, after enrolment, KiB
+    /// (chat mode, with --pid).
+    pub rss_before_connect_kib: Option<u64>,
+    /// This process's resident memory just before the connect storm, KiB (chat mode).
+    pub bench_rss_before_connect_kib: Option<u64>,
+    /// The idle hold (--hold).
+    pub hold: Option<super::hold::HoldReport>,
+    /// The sync of a backlog (--sync-backlog).
+    pub sync: Option<super::backlog::SyncReport>,
     /// The first failure seen, if any.
     pub first_error: Option<String>,
 }
@@ -222,6 +237,8 @@ impl Report {
         Report {
             mode: if args.raw { "raw" } else { "chat" },
             users: args.users,
+            devices_per_user: args.devices_per_user,
+            connections: args.connections(),
             group_size: args.group_size,
             msg_size: args.msg_size,
             window: args.window,
@@ -229,6 +246,7 @@ impl Report {
             receipts: args.receipts,
             enrol_s: 0.0,
             connect_s: 0.0,
+            clients_started_s: 0.0,
             duration_s: 0.0,
             attempted: 0,
             acked: 0,
@@ -241,6 +259,10 @@ impl Report {
             delivery_ms: Percentiles::default(),
             rss_kib: None,
             rss_peak_kib: None,
+            rss_before_connect_kib: None,
+            bench_rss_before_connect_kib: None,
+            hold: None,
+            sync: None,
             first_error: None,
         }
     }
@@ -278,9 +300,14 @@ impl Report {
             (_, Some(g)) => format!("chat, groups of {g}"),
             _ => "chat, 1:1 random pairs".to_owned(),
         };
+        let devices = if self.devices_per_user > 1 {
+            format!(" x {} devices", self.devices_per_user)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            "chat-bench: {} users, {what}, {} B bodies, window {}{}",
+            "chat-bench: {} users{devices}, {what}, {} B bodies, window {}{}",
             self.users,
             self.msg_size,
             self.window,
@@ -297,6 +324,12 @@ impl Report {
             self.connect_s,
             if self.mode == "chat" { ", synced" } else { "" }
         );
+        if let Some(h) = &self.hold {
+            let _ = write!(s, "{}", h.summary());
+        }
+        if let Some(sync) = &self.sync {
+            let _ = write!(s, "{}", sync.summary());
+        }
         let _ = writeln!(
             s,
             "  workload        {:.2} s: {} sent, {} acknowledged ({:.0}/s), {} failed",
@@ -334,12 +367,12 @@ impl Report {
     }
 }
 
-fn round3(x: f64) -> f64 {
+pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
 /// VmRSS and VmHWM of a process, in KiB, from /proc/{pid}/status.
-fn memory_of(pid: u32) -> (Option<u64>, Option<u64>) {
+pub(crate) fn memory_of(pid: u32) -> (Option<u64>, Option<u64>) {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
         return (None, None);
     };
