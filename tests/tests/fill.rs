@@ -65,7 +65,12 @@ async fn a_filled_data_dir_is_served_like_the_nodes_own_messages() {
             match str_of(e, "type") {
                 "sent" => {
                     sent += 1;
-                    assert_eq!(str_of(e, "from"), user, "{e}");
+                    // A `sent` names the recipient; the conversation is the pair.
+                    let to = str_of(e, "to");
+                    assert_ne!(to, user, "{e}");
+                    let mut pair = [user.as_str(), to];
+                    pair.sort_unstable();
+                    assert_eq!(str_of(e, "conv"), format!("d.{}.{}", pair[0], pair[1]));
                     seqs.entry(str_of(e, "conv").to_owned())
                         .or_default()
                         .push(u64_of(e, "seq"));
