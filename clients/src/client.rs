@@ -151,11 +151,23 @@ impl Client {
         store: StateStore,
         options: Options,
     ) -> Result<(Client, Events)> {
+        let api = Api::new(&session.http, options.http_ca_pem.as_deref())?;
+        Client::start_with_api(session, store, options, api)
+    }
+
+    /// [`Client::start`] with an HTTP API client to share (its connection pool and TLS set-up),
+    /// for programs that run many clients against one server, like `chat-bench`: building
+    /// one costs milliseconds (it loads the trusted roots). `api` must be for `session.http`.
+    pub fn start_with_api(
+        session: Session,
+        store: StateStore,
+        options: Options,
+        api: Api,
+    ) -> Result<(Client, Events)> {
         crate::conn::split_host_port(&session.mqtt)?;
         // The state file exists and is current from the start (and an unwritable one is
         // reported now rather than at the first send).
         store.save(&session)?;
-        let api = Api::new(&session.http, options.http_ca_pem.as_deref())?;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (event_tx, event_rx) = mpsc::unbounded_channel();
         let (state_tx, state_rx) = watch::channel(ConnState::Connecting);

@@ -68,9 +68,16 @@ impl Fleet {
         let started = Instant::now();
         let mut clients = Vec::with_capacity(names.len());
         let mut others = Vec::with_capacity(sessions.len() - names.len());
+        // One HTTP client for all: building one per device costs milliseconds each.
+        let api = Api::new(&args.server, None)?;
         for (i, session) in sessions.into_iter().enumerate() {
             let (user, device) = (i / devices, i % devices);
-            let (client, events) = Client::start(session, StateStore::Memory, Options::default())?;
+            let (client, events) = Client::start_with_api(
+                session,
+                StateStore::Memory,
+                Options::default(),
+                api.clone(),
+            )?;
             if device == 0 {
                 tokio::spawn(consume(
                     user as u32,
