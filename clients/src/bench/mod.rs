@@ -94,7 +94,8 @@ pub struct Args {
     /// Chat mode: after the drain, check what the node stored: every conversation's whole
     /// history (each acknowledged message once, at the `seq` its `sent` named, seqs gapless)
     /// and every user's inbox from `n` 0 (gapless, each acknowledged message once). Exits
-    /// non-zero on any loss, duplicate, gap or misplaced message.
+    /// non-zero on any loss, duplicate, gap or misplaced message, and on sends still
+    /// unanswered after the drain.
     #[arg(long)]
     pub verify: bool,
     /// Create this file when the workload starts (after enrolment, the connect storm and the

@@ -420,7 +420,7 @@ impl Report {
     }
 
     /// What makes a verified run fail (empty without `--verify`): anything the audit found,
-    /// and live deliveries lost or duplicated.
+    /// live deliveries lost or duplicated, and sends still unanswered after the drain.
     pub fn problems(&self) -> Vec<String> {
         let Some(v) = &self.verify else {
             return Vec::new();
@@ -431,6 +431,9 @@ impl Report {
         }
         if self.dup > 0 {
             p.push(format!("{} live deliveries duplicated", self.dup));
+        }
+        if self.unanswered > 0 {
+            p.push(format!("{} sends unanswered", self.unanswered));
         }
         p
     }
