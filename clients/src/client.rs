@@ -8,7 +8,7 @@ use std::time::Duration;
 use chat_proto::{
     Conv, Envelope, Event, GroupCreateRequest, GroupInfoAnswer, GroupMembersRequest, HistoryAnswer,
     HistoryRequest, Media, Platform, PushRegisterRequest, ReceiptRequest, ReceiptStatus, Request,
-    SendRequest, SentEvent, Target, TypingRequest, TypingState,
+    SendRequest, SentEvent, SyncAnswer, SyncRequest, Target, TypingRequest, TypingState,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -297,6 +297,18 @@ impl Client {
         match self.ask("history", request).await? {
             Event::History(answer) => Ok(answer),
             other => Err(unexpected("history", &other)),
+        }
+    }
+
+    /// A page of this user's inbox as stored on the server: events with `n > after`, oldest
+    /// first, at most `limit` (the server clamps to 1000). For reading the inbox again (an
+    /// audit, a fresh view): the client's own catch-up does not need it, and this call neither
+    /// moves the saved last `n` nor puts the events on the event stream.
+    pub async fn sync(&self, after: u64, limit: usize) -> Result<SyncAnswer> {
+        let request = Request::Sync(SyncRequest { after, limit });
+        match self.ask("sync", request).await? {
+            Event::Sync(answer) => Ok(answer),
+            other => Err(unexpected("sync", &other)),
         }
     }
 

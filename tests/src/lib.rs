@@ -53,7 +53,7 @@ pub use net::{
     tls_mqtt_connect, wait_closed,
 };
 pub use node::{ApiResponse, Enrolment, TestNode, TEST_ADMIN_TOKEN, TEST_PASSWORD};
-pub use process::{chatd_binary, ChatdProcess};
+pub use process::{bench_binary, chatd_binary, ChatdProcess};
 pub use prom::{parse_prometheus, PromSample, Scrape};
 pub use webdriver::{Browser, BrowserError};
 

@@ -30,6 +30,22 @@ pub fn chatd_binary() -> PathBuf {
     bin
 }
 
+/// The `chat-bench` program built by this package as `chat-bench-under-test` (like
+/// [`chatd_binary`], fresh in `target/PROFILE/` before the integration tests run).
+pub fn bench_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable not in target/PROFILE/deps");
+    let bin = dir.join(format!(
+        "chat-bench-under-test{}",
+        std::env::consts::EXE_SUFFIX
+    ));
+    assert!(bin.exists(), "{} is missing", bin.display());
+    bin
+}
+
 /// A running `chatd` child (killed when dropped).
 pub struct ChatdProcess {
     pub child: Child,

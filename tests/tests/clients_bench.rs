@@ -9,24 +9,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use chat_tests::TestNode;
+use chat_tests::{bench_binary, TestNode};
 use serde_json::Value;
 use tokio::process::Command;
-
-fn bench_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join(format!(
-        "chat-bench-under-test{}",
-        std::env::consts::EXE_SUFFIX
-    ));
-    assert!(bin.exists(), "{} is missing", bin.display());
-    bin
-}
 
 /// Runs chat-bench with `args`; returns (exit code, stdout, stderr).
 async fn bench(args: &[String]) -> (Option<i32>, String, String) {

@@ -228,7 +228,7 @@ async fn send_backlog(args: &Args, writer: &Client, to: &str, count: u64, t: &Tr
         tokio::spawn(async move {
             let sent_at = Instant::now();
             match writer.send_request(request).await {
-                Ok(_) => t.acked(seq, &[0], sent_at.elapsed()),
+                Ok(_) => t.acked(seq, 1, vec![0], sent_at.elapsed(), None),
                 Err(e) => t.failed(e.to_string()),
             }
             drop(permit);

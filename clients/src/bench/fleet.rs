@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use chat_proto::{Conv, Event, ReceiptStatus, SendRequest, Target};
+use chat_proto::{Conv, Event, ReceiptStatus, SendRequest, SentEvent, Target};
 use rumqttc::{AsyncClient, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -86,6 +86,7 @@ impl Fleet {
                     t.clone(),
                     args.receipts,
                 ));
+                tokio::spawn(count_reconnects(client.state(), t.clone()));
                 clients.push(client);
             } else {
                 tokio::spawn(discard(events));
@@ -202,8 +203,31 @@ impl Fleet {
         Ok(members)
     }
 
-    /// Sends one message; resolves on its acknowledgement.
-    pub(crate) async fn send(&self, from: u32, dest: Dest, body: Vec<u8>) -> Result<(), String> {
+    /// Chat mode: every user's client, their names and the groups' ids (`None` in raw mode).
+    pub(crate) fn chat_parts(&self) -> Option<(&[Client], &[String], &[String])> {
+        match &*self.0 {
+            Kind::Chat {
+                clients,
+                names,
+                groups,
+                ..
+            } => Some((
+                clients,
+                names,
+                groups.get().map(Vec::as_slice).unwrap_or_default(),
+            )),
+            Kind::Raw { .. } => None,
+        }
+    }
+
+    /// Sends one message; resolves on its acknowledgement: the `sent` event in chat mode,
+    /// nothing more than the PUBACK in raw mode.
+    pub(crate) async fn send(
+        &self,
+        from: u32,
+        dest: Dest,
+        body: Vec<u8>,
+    ) -> Result<Option<SentEvent>, String> {
         match &*self.0 {
             Kind::Chat {
                 clients,
@@ -229,7 +253,7 @@ impl Fleet {
                 client
                     .send_request(request)
                     .await
-                    .map(|_| ())
+                    .map(Some)
                     .map_err(|e| e.to_string())
             }
             Kind::Raw { conns, topics } => {
@@ -239,6 +263,7 @@ impl Fleet {
                 conns[from as usize]
                     .publish(&topics[to as usize], body)
                     .await
+                    .map(|()| None)
             }
         }
     }
@@ -367,6 +392,23 @@ async fn consume(me: u32, client: Client, mut events: crate::Events, t: Tracker,
                 let conv: Conv = m.conv;
                 let _ = client.receipt(conv, ReceiptStatus::Delivered, m.seq).await;
             }
+        }
+    }
+}
+
+/// Counts the connections of one client that were lost after they had come up (a restart
+/// of the node shows as one per user).
+async fn count_reconnects(mut state: watch::Receiver<ConnState>, t: Tracker) {
+    let mut was_up = false;
+    while state.changed().await.is_ok() {
+        match &*state.borrow_and_update() {
+            ConnState::Online | ConnState::Syncing => was_up = true,
+            ConnState::Reconnecting { .. } if was_up => {
+                was_up = false;
+                t.connection_lost();
+            }
+            ConnState::Closed => return,
+            _ => {}
         }
     }
 }

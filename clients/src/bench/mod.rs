@@ -4,11 +4,13 @@
 //! Entry point: [`main`]. A run has four phases: set-up (chat mode: parallel enrolment of U
 //! users, D devices each; raw mode: nothing), the connect storm (every device's connection
 //! connected, subscribed and, in chat mode, synced), the workload (1:1 between random pairs or
-//! to random groups, at a fixed rate or as fast as a bounded in-flight window allows, for a
-//! duration or a count), and a drain (waiting for the last deliveries). With `--hold` the
-//! connections are first held idle while the node's memory is sampled. `--sync-backlog` is a
-//! run of its own: an offline device's catch-up. Then a human summary and one JSON line go to
-//! stdout.
+//! to random groups, or a mix, at a fixed rate or as fast as a bounded in-flight window allows,
+//! for a duration or a count), and a drain (waiting for the last deliveries); with `--verify`
+//! an audit of what the node stored follows. With `--hold` the connections are first held idle
+//! while the node's memory is sampled. `--sync-backlog` is a run of its own: an offline
+//! device's catch-up. Then a human summary and one JSON line go to stdout. The SDK clients
+//! reconnect and retry unanswered sends by themselves, so a run survives restarts of the node
+//! (the crash suite, `scripts/crash-suite`, relies on it).
 //!
 //! Layout:
 //! - `mod.rs`: the command line ([`Args`]) and the run
@@ -18,21 +20,24 @@
 //! - `hold.rs`: `--hold`: idle connections held, the node's memory per connection
 //! - `backlog.rs`: `--sync-backlog`: an offline device's catch-up of N messages
 //! - `report.rs`: counters, latency percentiles, RSS, the summary and the JSON line
+//! - `verify.rs`: `--verify`, the audit of the node's histories and inboxes after the run
 
 mod backlog;
 mod fleet;
 mod hold;
 mod report;
+mod verify;
 mod workload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Parser;
 
-pub use report::Report;
+pub use report::{Percentiles, Report};
+pub use verify::{HistoryAudit, InboxAudit, Verification};
 
 /// Most devices per user (--devices-per-user).
 pub const MAX_DEVICES_PER_USER: usize = 64;
@@ -72,6 +77,9 @@ pub struct Args {
     /// Send to groups of this many users instead of 1:1 (chat mode; needs group support).
     #[arg(long, value_name = "G")]
     pub group_size: Option<usize>,
+    /// With --group-size: the share of sends that go to a group, the rest 1:1 (0 to 1).
+    #[arg(long, default_value_t = 1.0, value_name = "F")]
+    pub group_share: f64,
     /// Recipients send a `delivered` receipt for every message (chat mode).
     #[arg(long)]
     pub receipts: bool,
@@ -88,9 +96,25 @@ pub struct Args {
     /// Enrolments in progress at once (chat mode).
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
-    /// After the workload, wait at most this long for outstanding deliveries.
+    /// After the workload, wait at most this long for outstanding acknowledgements, and then
+    /// as long again for outstanding deliveries.
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     pub drain: f64,
+    /// Chat mode: after the drain, check what the node stored: every conversation's whole
+    /// history (each acknowledged message once, at the `seq` its `sent` named, seqs gapless)
+    /// and every user's inbox from `n` 0 (gapless, each acknowledged message once). Exits
+    /// non-zero on any loss, duplicate, gap or misplaced message, and on sends still
+    /// unanswered after the drain.
+    #[arg(long)]
+    pub verify: bool,
+    /// Create this file when the workload starts (after enrolment, the connect storm and the
+    /// groups), for a script that disturbs the node only from then on.
+    #[arg(long, value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
+    /// End the workload as soon as this file exists (checked every 100 ms), even before
+    /// --duration or --count.
+    #[arg(long, value_name = "FILE")]
+    pub stop_file: Option<PathBuf>,
     /// Raw mode: drive any MQTT broker with the same connections and message sizes,
     /// publishing straight to the recipient's topic (`TOPIC_PREFIX/USER`).
     #[arg(long)]
@@ -150,8 +174,14 @@ impl Args {
                 bail!("--group-size must be between 2 and --users");
             }
         }
+        if !(0.0..=1.0).contains(&self.group_share) {
+            bail!("--group-share must be between 0 and 1");
+        }
         if self.receipts && self.raw {
             bail!("--receipts is for chat mode only");
+        }
+        if self.verify && self.raw {
+            bail!("--verify is for chat mode only");
         }
         if self.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
             bail!("--rate must be a positive number");
@@ -241,7 +271,13 @@ pub fn main() -> ExitCode {
         Ok(report) => {
             print!("{}", report.summary());
             println!("{}", report.json());
-            ExitCode::SUCCESS
+            let problems = report.problems();
+            if problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("chat-bench: verification failed: {}", problems.join(", "));
+                ExitCode::FAILURE
+            }
         }
         Err(e) => {
             eprintln!("chat-bench: {e:#}");
@@ -277,6 +313,10 @@ pub async fn run(args: Args) -> Result<Report> {
         None => Vec::new(),
     };
     let elapsed = if args.has_workload() {
+        if let Some(path) = &args.ready_file {
+            std::fs::write(path, b"workload\n")
+                .with_context(|| format!("writing --ready-file {}", path.display()))?;
+        }
         eprintln!("running the workload...");
         let elapsed = workload::drive(&args, &fleet, &groups, &tracker).await;
         eprintln!("draining...");
@@ -286,6 +326,10 @@ pub async fn run(args: Args) -> Result<Report> {
         Duration::ZERO
     };
     report.finish(&tracker, elapsed, args.pid);
+    if args.verify {
+        eprintln!("verifying what the node stored...");
+        report.verify = Some(verify::run(&fleet, &groups, &tracker).await?);
+    }
     fleet.close().await;
     Ok(report)
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::verify::Verification;
 use super::Args;
+use chat_proto::{Conv, SentEvent};
 
 /// Counters and latency samples of a run. Cheap to clone (shared).
 #[derive(Clone)]
@@ -26,10 +28,14 @@ struct Inner {
     failed: AtomicU64,
     received: AtomicU64,
     dup: AtomicU64,
+    /// Connections lost after they had come up (each user counts once per node restart).
+    reconnects: AtomicU64,
     /// Deliveries that arrived, by (message seq, recipient index).
     seen: Mutex<HashSet<(u64, u32)>>,
     /// Deliveries owed for acknowledged messages: (seq, recipient index).
     owed: Mutex<Vec<(u64, u32)>>,
+    /// Acknowledged sends with what their `sent` said (chat mode), for `--verify`.
+    acks: Mutex<Vec<Acked>>,
     ack_us: Mutex<Vec<u32>>,
     delivery_us: Mutex<Vec<u32>>,
     first_error: Mutex<Option<String>>,
@@ -53,8 +59,10 @@ impl Tracker {
             failed: AtomicU64::new(0),
             received: AtomicU64::new(0),
             dup: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
             seen: Mutex::new(HashSet::new()),
             owed: Mutex::new(Vec::new()),
+            acks: Mutex::new(Vec::new()),
             ack_us: Mutex::new(Vec::new()),
             delivery_us: Mutex::new(Vec::new()),
             first_error: Mutex::new(None),
@@ -75,11 +83,39 @@ impl Tracker {
         self.0.attempted.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A send was acknowledged after `latency`; `recipients` each owe a delivery.
-    pub(crate) fn acked(&self, seq: u64, recipients: &[u32], latency: Duration) {
+    /// Send `seq` from `from` was acknowledged after `latency` (with its `sent` event in chat
+    /// mode); `recipients` each owe a delivery.
+    pub(crate) fn acked(
+        &self,
+        seq: u64,
+        from: u32,
+        recipients: Vec<u32>,
+        latency: Duration,
+        sent: Option<&SentEvent>,
+    ) {
         self.0.acked.fetch_add(1, Ordering::Relaxed);
         lock(&self.0.ack_us).push(micros(latency));
         lock(&self.0.owed).extend(recipients.iter().map(|r| (seq, *r)));
+        if let Some(sent) = sent {
+            lock(&self.0.acks).push(Acked {
+                bench_seq: seq,
+                from,
+                recipients,
+                conv: sent.conv.clone(),
+                seq: sent.seq,
+                msg_id: sent.msg_id,
+            });
+        }
+    }
+
+    /// A connection that had come up was lost.
+    pub(crate) fn connection_lost(&self) {
+        self.0.reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every acknowledged send so far (chat mode).
+    pub(crate) fn acks(&self) -> Vec<Acked> {
+        lock(&self.0.acks).clone()
     }
 
     pub(crate) fn failed(&self, error: String) {
@@ -120,6 +156,23 @@ impl Tracker {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// An acknowledged send, as its `sent` event described it.
+#[derive(Debug, Clone)]
+pub(crate) struct Acked {
+    /// The bench's number for the send (in its body).
+    pub(crate) bench_seq: u64,
+    /// The sender, by index.
+    pub(crate) from: u32,
+    /// Who must get it, by index.
+    pub(crate) recipients: Vec<u32>,
+    /// Where the node stored it.
+    pub(crate) conv: Conv,
+    /// At which `seq`.
+    pub(crate) seq: u64,
+    /// Under which message id.
+    pub(crate) msg_id: u64,
 }
 
 /// Latency percentiles in milliseconds.
@@ -180,6 +233,8 @@ pub struct Report {
     pub connections: usize,
     /// Group size, when sending to groups.
     pub group_size: Option<usize>,
+    /// The share of sends that went to groups (with a group size; the rest are 1:1).
+    pub group_share: Option<f64>,
     /// Body size in bytes.
     pub msg_size: usize,
     /// In-flight window.
@@ -203,6 +258,11 @@ pub struct Report {
     pub acked: u64,
     /// Sends that failed (refused or connection lost, raw mode).
     pub failed: u64,
+    /// Sends with neither acknowledgement nor failure at the end of the drain.
+    pub unanswered: u64,
+    /// Connections that were lost after they had come up, and re-established by the SDK
+    /// (chat mode; a restart of the node counts once per user).
+    pub reconnects: u64,
     /// Acknowledged sends per second of workload.
     pub acked_per_s: f64,
     /// Deliveries received (duplicates included).
@@ -230,6 +290,8 @@ pub struct Report {
     pub sync: Option<super::backlog::SyncReport>,
     /// The first failure seen, if any.
     pub first_error: Option<String>,
+    /// The audit of the node's histories and inboxes (with `--verify`).
+    pub verify: Option<Verification>,
 }
 
 impl Report {
@@ -240,6 +302,7 @@ impl Report {
             devices_per_user: args.devices_per_user,
             connections: args.connections(),
             group_size: args.group_size,
+            group_share: args.group_size.map(|_| args.group_share),
             msg_size: args.msg_size,
             window: args.window,
             rate: args.rate,
@@ -251,6 +314,8 @@ impl Report {
             attempted: 0,
             acked: 0,
             failed: 0,
+            unanswered: 0,
+            reconnects: 0,
             acked_per_s: 0.0,
             received: 0,
             lost: 0,
@@ -264,6 +329,7 @@ impl Report {
             hold: None,
             sync: None,
             first_error: None,
+            verify: None,
         }
     }
 
@@ -274,6 +340,8 @@ impl Report {
         self.attempted = i.attempted.load(Ordering::Relaxed);
         self.acked = i.acked.load(Ordering::Relaxed);
         self.failed = i.failed.load(Ordering::Relaxed);
+        self.unanswered = self.attempted.saturating_sub(self.acked + self.failed);
+        self.reconnects = i.reconnects.load(Ordering::Relaxed);
         self.acked_per_s = if workload.is_zero() {
             0.0
         } else {
@@ -297,7 +365,13 @@ impl Report {
         let mut s = String::new();
         let what = match (self.mode, self.group_size) {
             ("raw", _) => "raw MQTT, publish to the recipient's topic".to_owned(),
-            (_, Some(g)) => format!("chat, groups of {g}"),
+            (_, Some(g)) => match self.group_share {
+                Some(share) if share < 1.0 => format!(
+                    "chat, {:.0}% to groups of {g}, the rest 1:1 random pairs",
+                    share * 100.0
+                ),
+                _ => format!("chat, groups of {g}"),
+            },
             _ => "chat, 1:1 random pairs".to_owned(),
         };
         let devices = if self.devices_per_user > 1 {
@@ -335,6 +409,20 @@ impl Report {
             "  workload        {:.2} s: {} sent, {} acknowledged ({:.0}/s), {} failed",
             self.duration_s, self.attempted, self.acked, self.acked_per_s, self.failed
         );
+        if self.unanswered > 0 {
+            let _ = writeln!(
+                s,
+                "  unanswered      {} sends had no answer at the end",
+                self.unanswered
+            );
+        }
+        if self.reconnects > 0 {
+            let _ = writeln!(
+                s,
+                "  reconnects      {} connections lost and re-established",
+                self.reconnects
+            );
+        }
         let _ = writeln!(
             s,
             "  deliveries      {} received, {} lost, {} duplicated",
@@ -358,7 +446,29 @@ impl Report {
         if let Some(e) = &self.first_error {
             let _ = writeln!(s, "  first error     {e}");
         }
+        if let Some(v) = &self.verify {
+            s.push_str(&v.summary());
+        }
         s
+    }
+
+    /// What makes a verified run fail (empty without `--verify`): anything the audit found,
+    /// live deliveries lost or duplicated, and sends still unanswered after the drain.
+    pub fn problems(&self) -> Vec<String> {
+        let Some(v) = &self.verify else {
+            return Vec::new();
+        };
+        let mut p = v.problems();
+        if self.lost > 0 {
+            p.push(format!("{} live deliveries lost", self.lost));
+        }
+        if self.dup > 0 {
+            p.push(format!("{} live deliveries duplicated", self.dup));
+        }
+        if self.unanswered > 0 {
+            p.push(format!("{} sends unanswered", self.unanswered));
+        }
+        p
     }
 
     /// The report as one line of JSON.
@@ -416,8 +526,8 @@ mod tests {
         let t = Tracker::new();
         let body = super::super::workload::body(t.run(), 7, 1, t.now_us(), 60);
         let other_run = super::super::workload::body(t.run().wrapping_add(1), 8, 1, 0, 60);
-        t.acked(7, &[2], Duration::from_millis(1));
-        t.acked(8, &[2, 3], Duration::from_millis(1));
+        t.acked(7, 1, vec![2], Duration::from_millis(1), None);
+        t.acked(8, 1, vec![2, 3], Duration::from_millis(1), None);
         t.received(2, &body);
         t.received(2, &body);
         t.received(2, b"not a bench body");

@@ -5,6 +5,7 @@
 //! it. `run` is random per run, so messages of an earlier run against the same accounts (which
 //! `sync` brings back) are not counted.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +40,17 @@ pub(crate) fn parse_body(b: &[u8]) -> Option<(u32, u64, u64)> {
     Some((run, seq, sent_us))
 }
 
-/// Sends until the duration or count is reached, keeping at most `--window` sends without
+/// Resolves once `path` exists (never without a path).
+async fn stop_requested(path: Option<&Path>) {
+    let Some(path) = path else {
+        return std::future::pending().await;
+    };
+    while !path.exists() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends until the duration or count is reached (or the stop file appears), keeping at most `--window` sends without
 /// acknowledgement, paced at `--rate` if given; then waits (up to the drain time) for the
 /// outstanding acknowledgements. Returns the workload's length: until the last
 /// acknowledgement.
@@ -61,10 +72,17 @@ pub(crate) async fn drive(
     });
     let mut rng = StdRng::from_entropy();
     let last_ack = Arc::new(AtomicU64::new(0));
+    let stop_file = args.stop_file.as_deref();
     let until_deadline = || async move {
-        match deadline {
-            Some(at) => tokio::time::sleep_until(at).await,
-            None => std::future::pending().await,
+        let at_deadline = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = at_deadline => {}
+            _ = stop_requested(stop_file) => {}
         }
     };
     let mut seq = 0u64;
@@ -79,11 +97,14 @@ pub(crate) async fn drive(
             p = window.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = until_deadline() => break,
         };
-        if deadline.is_some_and(|at| Instant::now() >= at) {
+        if deadline.is_some_and(|at| Instant::now() >= at)
+            || stop_file.is_some_and(|path| path.exists())
+        {
             break;
         }
         seq += 1;
-        let (from, dest, recipients) = if groups.is_empty() {
+        let to_group = !groups.is_empty() && rng.gen_bool(args.group_share);
+        let (from, dest, recipients) = if !to_group {
             let from = rng.gen_range(0..users);
             let mut to = rng.gen_range(0..users - 1);
             if to >= from {
@@ -103,8 +124,8 @@ pub(crate) async fn drive(
         tokio::spawn(async move {
             let sent_at = Instant::now();
             match fleet.send(from, dest, payload).await {
-                Ok(()) => {
-                    t.acked(seq, &recipients, sent_at.elapsed());
+                Ok(sent) => {
+                    t.acked(seq, from, recipients, sent_at.elapsed(), sent.as_ref());
                     last_ack.fetch_max(start.elapsed().as_micros() as u64, Ordering::Relaxed);
                 }
                 Err(e) => t.failed(e),

@@ -38,6 +38,9 @@ impl Actor {
                     matches!((&self.sync, &answer.req), (Some(run), Some(req)) if &run.req == req);
                 if ours {
                     self.on_sync_page(answer);
+                } else if let Some(ask) = answer.req.as_ref().and_then(|r| self.asks.remove(r)) {
+                    // `Client::sync`: a page for the application, not for the catch-up.
+                    let _ = ask.reply.send(Ok(Event::Sync(answer)));
                 }
             }
             Event::History(ref a) => {
