@@ -229,7 +229,12 @@ async fn errors_are_retried_with_backoff_and_retry_after() {
         .map(|r| r.answered)
         .collect();
     assert_eq!(apns, vec![500, 200]);
+    // The fake has answered the last send; the pusher counts it once it has read the answer.
     let stats = s.node.node().push_stats();
+    let deadline = std::time::Instant::now() + WAIT;
+    while stats.sent.load(Ordering::Relaxed) < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(stats.retried.load(Ordering::Relaxed), 3);
     assert_eq!(stats.sent.load(Ordering::Relaxed), 2);
     s.node.stop().await;
