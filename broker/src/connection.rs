@@ -151,6 +151,19 @@ where
             return refuse(&codec, &mut wr, ConnectReturnCode::ServiceUnavailable, peer).await;
         }
     };
+    // Registered before the CONNACK, then authorized again: a revocation (or a disabled user)
+    // stores its decision first and then closes the registered connections, so one that landed
+    // after the check above but before this registration is caught by the second check.
+    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let kick = Arc::new(Notify::new());
+    shared.registry.insert(&user, &device, conn, kick.clone());
+    if !shared.auth.device_allowed(&user, &device) {
+        shared.registry.remove(&user, &device, conn);
+        release(link_tx).await;
+        shared.stats.refused.inc("auth");
+        debug!(%peer, user, device, "revoked while connecting");
+        return refuse(&codec, &mut wr, ConnectReturnCode::NotAuthorized, peer).await;
+    }
     // MQTT 5 clients learn the in-flight cap up front (Receive Maximum).
     let props = (codec.version() == Version::V5).then(|| ConnAckProperties {
         receive_max: Some(shared.cfg.max_inflight_in),
@@ -168,15 +181,10 @@ where
         .await
         .is_err()
     {
-        // The router holds a link for a client that is already gone: release it.
-        let mut tx = link_tx;
-        let _ = tx.send(disconnect_packet()).await;
-        return;
+        shared.registry.remove(&user, &device, conn);
+        return release(link_tx).await;
     }
 
-    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    let kick = Arc::new(Notify::new());
-    shared.registry.insert(&user, &device, conn, kick.clone());
     shared.linked.fetch_add(1, Ordering::AcqRel);
     shared.stats.connected.inc();
     let _ = shared.events.send(ConnectionEvent::Connected {
@@ -291,6 +299,11 @@ async fn refuse<W: AsyncWrite + Unpin>(
     let mut scratch = BytesMut::new();
     let _ = write_all(codec, wr, [connack], &mut scratch).await;
     let _ = wr.shutdown().await;
+}
+
+/// Releases a router link whose client will not be served (the router would hold it forever).
+async fn release(mut link_tx: LinkTx) {
+    let _ = link_tx.send(disconnect_packet()).await;
 }
 
 fn disconnect_packet() -> Packet {
