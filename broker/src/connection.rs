@@ -562,11 +562,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         Packet::SubAck(suback, props)
     }
 
-    /// Publishes the Last Will unless the client said DISCONNECT, releases the router link,
-    /// and tells a v5 client why the server closed.
+    /// Publishes the Last Will unless the client said DISCONNECT or the node closed the
+    /// connection because the device was revoked or its user disabled (the will would be
+    /// published with the rights just withdrawn), releases the router link, and tells a v5
+    /// client why the server closed.
     async fn finish(&mut self, reason: DisconnectReason, will: Option<LastWill>) {
         if self.link_alive {
-            if let (Some(will), false) = (will, reason == DisconnectReason::Clean) {
+            let will_due = !matches!(reason, DisconnectReason::Clean | DisconnectReason::Kicked);
+            if let (Some(will), true) = (will, will_due) {
                 // Checked against the prefix at CONNECT. Sent at QoS 0 on the in-process link.
                 let publish = Publish::new(will.topic, will.message, false);
                 let _ = self.link_tx.send(Packet::Publish(publish, None)).await;
