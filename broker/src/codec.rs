@@ -31,6 +31,8 @@ pub enum FrameError {
     UnsupportedLevel(u8),
     #[error("first packet is not CONNECT")]
     NotConnect,
+    #[error("malformed CONNECT: {0}")]
+    MalformedConnect(&'static str),
 }
 
 /// Reads and writes whole MQTT packets; owns the read buffer.
@@ -63,7 +65,7 @@ impl Codec {
         reader: &mut R,
     ) -> Result<Packet, FrameError> {
         loop {
-            if let Some(level) = connect_level(&self.read_buf)? {
+            if let Some(level) = connect_level(&self.read_buf, self.max_packet_size)? {
                 self.version = match level {
                     4 => Version::V4,
                     5 => Version::V5,
@@ -162,20 +164,25 @@ pub async fn write_all<W: AsyncWrite + Unpin>(
 /// Protocol level of a CONNECT packet at the start of `buf`, once enough bytes are there.
 ///
 /// Layout: fixed header (1 byte type, 1-4 bytes remaining length), then the protocol name as a
-/// length-prefixed string ("MQTT", or "MQIsdp" for 3.1) and the level byte.
-fn connect_level(buf: &[u8]) -> Result<Option<u8>, FrameError> {
+/// length-prefixed string ("MQTT", or "MQIsdp" for 3.1), the level byte and the connect flags.
+/// Refuses as soon as the bytes show it: a remaining length over `max_packet_size` (without
+/// waiting for the rest of the packet) and the reserved connect flag (MQTT-3.1.2-3), which
+/// rumqttd's codec does not check.
+fn connect_level(buf: &[u8], max_packet_size: usize) -> Result<Option<u8>, FrameError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
     if first >> 4 != 1 {
         return Err(FrameError::NotConnect);
     }
-    // Skip the variable-length "remaining length" (at most 4 bytes).
+    // The variable-length "remaining length": at most 4 bytes, 7 bits each.
     let mut pos = 1;
+    let mut remaining = 0usize;
     loop {
         let Some(&b) = buf.get(pos) else {
             return Ok(None);
         };
+        remaining |= usize::from(b & 0x7f) << (7 * (pos - 1));
         pos += 1;
         if b & 0x80 == 0 {
             break;
@@ -186,6 +193,11 @@ fn connect_level(buf: &[u8]) -> Result<Option<u8>, FrameError> {
             ));
         }
     }
+    if remaining > max_packet_size {
+        return Err(FrameError::Protocol(
+            protocol::Error::PayloadSizeLimitExceeded(remaining),
+        ));
+    }
     let (Some(&hi), Some(&lo)) = (buf.get(pos), buf.get(pos + 1)) else {
         return Ok(None);
     };
@@ -193,7 +205,14 @@ fn connect_level(buf: &[u8]) -> Result<Option<u8>, FrameError> {
     if name_len > 6 {
         return Err(FrameError::Protocol(protocol::Error::InvalidProtocol));
     }
-    Ok(buf.get(pos + 2 + name_len).copied())
+    let level_at = pos + 2 + name_len;
+    let (Some(&level), Some(&flags)) = (buf.get(level_at), buf.get(level_at + 1)) else {
+        return Ok(None);
+    };
+    if flags & 0x01 != 0 {
+        return Err(FrameError::MalformedConnect("reserved flag set"));
+    }
+    Ok(Some(level))
 }
 
 /// v4 cannot carry properties: drop them (and drop packets v4 has no server-side form for).
@@ -361,6 +380,43 @@ mod tests {
             ),
             "{err:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn oversized_connect_is_refused_on_its_header() {
+        // A CONNECT announcing 2 MiB, and nothing else yet: refused without waiting for more.
+        let (mut client, mut server) = duplex(1024);
+        client
+            .write_all(&[0x10, 0x80, 0x80, 0x80, 0x01])
+            .await
+            .unwrap();
+        let err = Codec::new(1024)
+            .read_connect(&mut server)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FrameError::Protocol(protocol::Error::PayloadSizeLimitExceeded(2_097_152))
+            ),
+            "{err:?}"
+        );
+        drop(client);
+    }
+
+    #[tokio::test]
+    async fn connect_with_the_reserved_flag_is_refused() {
+        let mut bytes = bytes_of(Version::V4, vec![connect_packet("phone")]);
+        // Fixed header 2 bytes, name 6 bytes, level 1 byte: the flags are at index 9.
+        assert_eq!(&bytes[2..9], b"\x00\x04MQTT\x04");
+        bytes[9] |= 0x01;
+        let (mut client, mut server) = duplex(1024);
+        client.write_all(&bytes).await.unwrap();
+        let err = Codec::new(1024)
+            .read_connect(&mut server)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FrameError::MalformedConnect(_)), "{err:?}");
     }
 
     #[tokio::test]

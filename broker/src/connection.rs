@@ -15,7 +15,7 @@ use bytes::BytesMut;
 use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::protocol::{
     ConnAck, ConnAckProperties, Connect, ConnectReturnCode, Disconnect, DisconnectReasonCode,
-    LastWill, Login, Packet, Publish, SubAck, Subscribe, SubscribeReasonCode,
+    LastWill, Login, Packet, Publish, PublishProperties, SubAck, Subscribe, SubscribeReasonCode,
 };
 use rumqttd::Notification;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -401,7 +401,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             };
             match packet {
                 Packet::Publish(publish, props) => {
-                    if !self.publish_allowed(&publish) {
+                    if !self.publish_allowed(&publish, props.as_ref()) {
                         return Err(DisconnectReason::Violation);
                     }
                     // QoS 1 and 2 publishes await an acknowledgement.
@@ -446,7 +446,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         ended.map_or(Ok(()), Err)
     }
 
-    fn publish_allowed(&self, publish: &Publish) -> bool {
+    /// The topic must be the user's. An MQTT 5 topic alias is a protocol error: CONNACK grants
+    /// none (no Topic Alias Maximum), and rumqttd would otherwise keep a per-connection alias
+    /// table, a second idea of the topic next to the one checked here.
+    fn publish_allowed(&self, publish: &Publish, props: Option<&PublishProperties>) -> bool {
+        if props.is_some_and(|p| p.topic_alias.is_some()) {
+            debug!(user = self.user, "publish with a topic alias; closing");
+            return false;
+        }
         let ok = std::str::from_utf8(&publish.topic).is_ok_and(|t| topic_allowed(&self.user, t));
         if !ok {
             debug!(
