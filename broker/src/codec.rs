@@ -33,6 +33,8 @@ pub enum FrameError {
     NotConnect,
     #[error("malformed CONNECT: {0}")]
     MalformedConnect(&'static str),
+    #[error("packet type {0} is sent by servers only")]
+    ServerOnly(u8),
 }
 
 /// Reads and writes whole MQTT packets; owns the read buffer.
@@ -82,10 +84,19 @@ impl Codec {
     }
 
     /// Decodes the next packet from the buffer if a whole one is there.
+    ///
+    /// Packets only a server sends (CONNACK, SUBACK, UNSUBACK, PINGRESP) are refused on their
+    /// first byte: a client sending one breaks the protocol, and rumqttd 0.20's v5 decoder has
+    /// no arm for CONNACK and UNSUBACK with a body (it reaches `unreachable!()`, a panic that
+    /// would end the connection task without releasing its connection slot).
     pub fn decode(&mut self) -> Result<Option<Packet>, FrameError> {
         let Some(first) = self.read_buf.first() else {
             return Ok(None);
         };
+        let packet_type = first >> 4;
+        if matches!(packet_type, 2 | 9 | 11 | 13) {
+            return Err(FrameError::ServerOnly(packet_type));
+        }
         self.last_header = *first;
         let result = match self.version {
             Version::V4 => V4.read_mut(&mut self.read_buf, self.max_packet_size),
@@ -420,6 +431,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn server_only_packets_are_refused_in_both_versions() {
+        // CONNACK and UNSUBACK with a body made rumqttd's v5 decoder panic.
+        for v5 in [false, true] {
+            for packet in [
+                vec![0x20, 1, 0],
+                vec![0xb0, 4, 0, 1, 0, 0],
+                vec![0x90, 3, 0, 1, 0],
+                vec![0xd0, 0],
+            ] {
+                let mut bytes = connect_prefix(v5);
+                bytes.extend_from_slice(&packet);
+                let (mut client, mut server) = duplex(1024);
+                client.write_all(&bytes).await.unwrap();
+                let mut codec = Codec::new(1024);
+                codec.read_connect(&mut server).await.unwrap();
+                let err = codec.read_packet(&mut server).await.unwrap_err();
+                assert!(
+                    matches!(err, FrameError::ServerOnly(_)),
+                    "{packet:02x?}: {err:?}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn garbage_is_an_error_not_a_panic() {
         for garbage in [
             vec![0xff; 16],
@@ -478,5 +514,57 @@ mod tests {
         .unwrap();
         // SUBACK 3 [1, 0x80] then PUBACK 9; the v4 DISCONNECT is not sent at all.
         assert_eq!(&scratch[..], &[0x90, 4, 0, 3, 1, 0x80, 0x40, 2, 0, 9]);
+    }
+
+    /// Feeds `bytes` to a fresh codec the way a connection does: CONNECT first, then packets
+    /// until an error. Returns how many packets were decoded.
+    fn run_codec(bytes: Vec<u8>) -> usize {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let (mut client, mut server) = duplex(bytes.len() + 1);
+            client.write_all(&bytes).await.unwrap();
+            drop(client);
+            let mut codec = Codec::new(4096);
+            if codec.read_connect(&mut server).await.is_err() {
+                return 0;
+            }
+            let mut n = 1;
+            while codec.read_packet(&mut server).await.is_ok() {
+                n += 1;
+            }
+            n
+        })
+    }
+
+    /// A valid CONNECT of either version, so that the fuzzed bytes reach the packet decoders.
+    fn connect_prefix(v5: bool) -> Vec<u8> {
+        let version = if v5 { Version::V5 } else { Version::V4 };
+        bytes_of(version, vec![connect_packet("phone")])
+    }
+
+    proptest::proptest! {
+        // rumqttd's codecs (with overflow checks, as tests build them) on arbitrary input:
+        // every outcome is a packet or an error, never a panic that would kill the connection
+        // task (and leak its connection slot).
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            run_codec(bytes);
+        }
+
+        #[test]
+        fn arbitrary_packets_after_a_connect_never_panic(
+            v5 in proptest::prelude::any::<bool>(),
+            first in proptest::prelude::any::<u8>(),
+            len in 0u8..128,
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            // One fixed header (any type and flags) with a plausible length, then anything.
+            let mut bytes = connect_prefix(v5);
+            bytes.extend_from_slice(&[first, len]);
+            bytes.extend_from_slice(&body);
+            run_codec(bytes);
+        }
     }
 }

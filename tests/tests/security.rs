@@ -61,8 +61,8 @@
 //!   request limit: `bad_input.rs` (`too_large`).
 //! - Malformed, after CONNECT (bad remaining length, QoS 3, topic not UTF-8, with a NUL, past the
 //!   packet or empty, packet id 0, empty or malformed SUBSCRIBE, packet types 0 and 15,
-//!   server-only packets, acknowledgements of nothing; MQTT 5 topic alias, subscription
-//!   identifiers, bad properties) and malformed CONNECTs (protocol name, 3.1, reserved flag, will
+//!   server-only packets, acknowledgements of nothing; MQTT 5 server-only packets, topic alias,
+//!   subscription identifiers, bad properties) and malformed CONNECTs (protocol name, 3.1, reserved flag, will
 //!   QoS 3, client id not UTF-8 or past the packet, missing username, MQTT 5 properties):
 //!   `malformed_packets_close_only_the_offender`. Garbage instead of TLS or MQTT, a second
 //!   CONNECT, a first packet that is not CONNECT: `robustness.rs`

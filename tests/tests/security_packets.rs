@@ -213,6 +213,9 @@ async fn malformed_packets_close_only_the_offender() {
             "an empty topic with a topic alias",
             publish5(b"", &[3, 0x23, 0, 1]),
         ),
+        ("a CONNACK", f(0x20, &[0, 0, 0])),
+        ("an UNSUBACK", f(0xb0, &[0, 1, 0, 0])),
+        ("a SUBACK", f(0x90, &[0, 1, 0, 0])),
         (
             "a subscription identifier in a PUBLISH",
             publish5(b"/tenants/alice/in", &[2, 0x0b, 1]),
