@@ -31,6 +31,10 @@ pub enum FrameError {
     UnsupportedLevel(u8),
     #[error("first packet is not CONNECT")]
     NotConnect,
+    #[error("malformed CONNECT: {0}")]
+    MalformedConnect(&'static str),
+    #[error("packet type {0} is sent by servers only")]
+    ServerOnly(u8),
 }
 
 /// Reads and writes whole MQTT packets; owns the read buffer.
@@ -63,27 +67,51 @@ impl Codec {
         reader: &mut R,
     ) -> Result<Packet, FrameError> {
         loop {
-            if let Some(level) = connect_level(&self.read_buf)? {
-                self.version = match level {
-                    4 => Version::V4,
-                    5 => Version::V5,
-                    other => return Err(FrameError::UnsupportedLevel(other)),
-                };
-                let packet = self.read_packet(reader).await?;
-                return match packet {
-                    Packet::Connect(..) => Ok(packet),
-                    _ => Err(FrameError::NotConnect),
-                };
+            if let Some(packet) = self.decode_connect()? {
+                return Ok(packet);
             }
             self.fill(reader).await?;
         }
     }
 
+    /// Decodes the CONNECT at the start of the buffer if a whole one is there, and fixes the
+    /// protocol version from it. [`Codec::read_connect`] without the stream: with
+    /// [`Codec::feed`], for driving the codec synchronously (tests, fuzzing).
+    pub fn decode_connect(&mut self) -> Result<Option<Packet>, FrameError> {
+        let Some(level) = connect_level(&self.read_buf, self.max_packet_size)? else {
+            return Ok(None);
+        };
+        self.version = match level {
+            4 => Version::V4,
+            5 => Version::V5,
+            other => return Err(FrameError::UnsupportedLevel(other)),
+        };
+        match self.decode()? {
+            None => Ok(None),
+            Some(packet @ Packet::Connect(..)) => Ok(Some(packet)),
+            Some(_) => Err(FrameError::NotConnect),
+        }
+    }
+
+    /// Appends bytes to the read buffer, as [`Codec::fill`] does from a stream.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.read_buf.extend_from_slice(bytes);
+    }
+
     /// Decodes the next packet from the buffer if a whole one is there.
+    ///
+    /// Packets only a server sends (CONNACK, SUBACK, UNSUBACK, PINGRESP) are refused on their
+    /// first byte: a client sending one breaks the protocol, and rumqttd 0.20's v5 decoder has
+    /// no arm for CONNACK and UNSUBACK with a body (it reaches `unreachable!()`, a panic that
+    /// would end the connection task without releasing its connection slot).
     pub fn decode(&mut self) -> Result<Option<Packet>, FrameError> {
         let Some(first) = self.read_buf.first() else {
             return Ok(None);
         };
+        let packet_type = first >> 4;
+        if matches!(packet_type, 2 | 9 | 11 | 13) {
+            return Err(FrameError::ServerOnly(packet_type));
+        }
         self.last_header = *first;
         let result = match self.version {
             Version::V4 => V4.read_mut(&mut self.read_buf, self.max_packet_size),
@@ -162,20 +190,25 @@ pub async fn write_all<W: AsyncWrite + Unpin>(
 /// Protocol level of a CONNECT packet at the start of `buf`, once enough bytes are there.
 ///
 /// Layout: fixed header (1 byte type, 1-4 bytes remaining length), then the protocol name as a
-/// length-prefixed string ("MQTT", or "MQIsdp" for 3.1) and the level byte.
-fn connect_level(buf: &[u8]) -> Result<Option<u8>, FrameError> {
+/// length-prefixed string ("MQTT", or "MQIsdp" for 3.1), the level byte and the connect flags.
+/// Refuses as soon as the bytes show it: a remaining length over `max_packet_size` (without
+/// waiting for the rest of the packet) and the reserved connect flag (MQTT-3.1.2-3), which
+/// rumqttd's codec does not check.
+fn connect_level(buf: &[u8], max_packet_size: usize) -> Result<Option<u8>, FrameError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
     if first >> 4 != 1 {
         return Err(FrameError::NotConnect);
     }
-    // Skip the variable-length "remaining length" (at most 4 bytes).
+    // The variable-length "remaining length": at most 4 bytes, 7 bits each.
     let mut pos = 1;
+    let mut remaining = 0usize;
     loop {
         let Some(&b) = buf.get(pos) else {
             return Ok(None);
         };
+        remaining |= usize::from(b & 0x7f) << (7 * (pos - 1));
         pos += 1;
         if b & 0x80 == 0 {
             break;
@@ -186,6 +219,11 @@ fn connect_level(buf: &[u8]) -> Result<Option<u8>, FrameError> {
             ));
         }
     }
+    if remaining > max_packet_size {
+        return Err(FrameError::Protocol(
+            protocol::Error::PayloadSizeLimitExceeded(remaining),
+        ));
+    }
     let (Some(&hi), Some(&lo)) = (buf.get(pos), buf.get(pos + 1)) else {
         return Ok(None);
     };
@@ -193,7 +231,14 @@ fn connect_level(buf: &[u8]) -> Result<Option<u8>, FrameError> {
     if name_len > 6 {
         return Err(FrameError::Protocol(protocol::Error::InvalidProtocol));
     }
-    Ok(buf.get(pos + 2 + name_len).copied())
+    let level_at = pos + 2 + name_len;
+    let (Some(&level), Some(&flags)) = (buf.get(level_at), buf.get(level_at + 1)) else {
+        return Ok(None);
+    };
+    if flags & 0x01 != 0 {
+        return Err(FrameError::MalformedConnect("reserved flag set"));
+    }
+    Ok(Some(level))
 }
 
 /// v4 cannot carry properties: drop them (and drop packets v4 has no server-side form for).
@@ -364,6 +409,68 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn oversized_connect_is_refused_on_its_header() {
+        // A CONNECT announcing 2 MiB, and nothing else yet: refused without waiting for more.
+        let (mut client, mut server) = duplex(1024);
+        client
+            .write_all(&[0x10, 0x80, 0x80, 0x80, 0x01])
+            .await
+            .unwrap();
+        let err = Codec::new(1024)
+            .read_connect(&mut server)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FrameError::Protocol(protocol::Error::PayloadSizeLimitExceeded(2_097_152))
+            ),
+            "{err:?}"
+        );
+        drop(client);
+    }
+
+    #[tokio::test]
+    async fn connect_with_the_reserved_flag_is_refused() {
+        let mut bytes = bytes_of(Version::V4, vec![connect_packet("phone")]);
+        // Fixed header 2 bytes, name 6 bytes, level 1 byte: the flags are at index 9.
+        assert_eq!(&bytes[2..9], b"\x00\x04MQTT\x04");
+        bytes[9] |= 0x01;
+        let (mut client, mut server) = duplex(1024);
+        client.write_all(&bytes).await.unwrap();
+        let err = Codec::new(1024)
+            .read_connect(&mut server)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FrameError::MalformedConnect(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn server_only_packets_are_refused_in_both_versions() {
+        // CONNACK and UNSUBACK with a body made rumqttd's v5 decoder panic.
+        for v5 in [false, true] {
+            for packet in [
+                vec![0x20, 1, 0],
+                vec![0xb0, 4, 0, 1, 0, 0],
+                vec![0x90, 3, 0, 1, 0],
+                vec![0xd0, 0],
+            ] {
+                let mut bytes = connect_prefix(v5);
+                bytes.extend_from_slice(&packet);
+                let (mut client, mut server) = duplex(1024);
+                client.write_all(&bytes).await.unwrap();
+                let mut codec = Codec::new(1024);
+                codec.read_connect(&mut server).await.unwrap();
+                let err = codec.read_packet(&mut server).await.unwrap_err();
+                assert!(
+                    matches!(err, FrameError::ServerOnly(_)),
+                    "{packet:02x?}: {err:?}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn garbage_is_an_error_not_a_panic() {
         for garbage in [
             vec![0xff; 16],
@@ -422,5 +529,50 @@ mod tests {
         .unwrap();
         // SUBACK 3 [1, 0x80] then PUBACK 9; the v4 DISCONNECT is not sent at all.
         assert_eq!(&scratch[..], &[0x90, 4, 0, 3, 1, 0x80, 0x40, 2, 0, 9]);
+    }
+
+    /// Feeds `bytes` to a fresh codec the way a connection does: CONNECT first, then packets
+    /// until an error or the end. Returns how many packets were decoded.
+    fn run_codec(bytes: &[u8]) -> usize {
+        let mut codec = Codec::new(4096);
+        codec.feed(bytes);
+        if !matches!(codec.decode_connect(), Ok(Some(_))) {
+            return 0;
+        }
+        let mut n = 1;
+        while let Ok(Some(_)) = codec.decode() {
+            n += 1;
+        }
+        n
+    }
+
+    /// A valid CONNECT of either version, so that the fuzzed bytes reach the packet decoders.
+    fn connect_prefix(v5: bool) -> Vec<u8> {
+        let version = if v5 { Version::V5 } else { Version::V4 };
+        bytes_of(version, vec![connect_packet("phone")])
+    }
+
+    proptest::proptest! {
+        // rumqttd's codecs (with overflow checks, as tests build them) on arbitrary input:
+        // every outcome is a packet or an error, never a panic that would kill the connection
+        // task (and leak its connection slot).
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            run_codec(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_packets_after_a_connect_never_panic(
+            v5 in proptest::prelude::any::<bool>(),
+            first in proptest::prelude::any::<u8>(),
+            len in 0u8..128,
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            // One fixed header (any type and flags) with a plausible length, then anything.
+            let mut bytes = connect_prefix(v5);
+            bytes.extend_from_slice(&[first, len]);
+            bytes.extend_from_slice(&body);
+            run_codec(&bytes);
+        }
     }
 }

@@ -15,7 +15,7 @@ use bytes::BytesMut;
 use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::protocol::{
     ConnAck, ConnAckProperties, Connect, ConnectReturnCode, Disconnect, DisconnectReasonCode,
-    LastWill, Login, Packet, Publish, SubAck, Subscribe, SubscribeReasonCode,
+    LastWill, Login, Packet, Publish, PublishProperties, SubAck, Subscribe, SubscribeReasonCode,
 };
 use rumqttd::Notification;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -151,6 +151,19 @@ where
             return refuse(&codec, &mut wr, ConnectReturnCode::ServiceUnavailable, peer).await;
         }
     };
+    // Registered before the CONNACK, then authorized again: a revocation (or a disabled user)
+    // stores its decision first and then closes the registered connections, so one that landed
+    // after the check above but before this registration is caught by the second check.
+    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let kick = Arc::new(Notify::new());
+    shared.registry.insert(&user, &device, conn, kick.clone());
+    if !shared.auth.device_allowed(&user, &device) {
+        shared.registry.remove(&user, &device, conn);
+        release(link_tx).await;
+        shared.stats.refused.inc("auth");
+        debug!(%peer, user, device, "revoked while connecting");
+        return refuse(&codec, &mut wr, ConnectReturnCode::NotAuthorized, peer).await;
+    }
     // MQTT 5 clients learn the in-flight cap up front (Receive Maximum).
     let props = (codec.version() == Version::V5).then(|| ConnAckProperties {
         receive_max: Some(shared.cfg.max_inflight_in),
@@ -168,15 +181,10 @@ where
         .await
         .is_err()
     {
-        // The router holds a link for a client that is already gone: release it.
-        let mut tx = link_tx;
-        let _ = tx.send(disconnect_packet()).await;
-        return;
+        shared.registry.remove(&user, &device, conn);
+        return release(link_tx).await;
     }
 
-    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    let kick = Arc::new(Notify::new());
-    shared.registry.insert(&user, &device, conn, kick.clone());
     shared.linked.fetch_add(1, Ordering::AcqRel);
     shared.stats.connected.inc();
     let _ = shared.events.send(ConnectionEvent::Connected {
@@ -293,6 +301,11 @@ async fn refuse<W: AsyncWrite + Unpin>(
     let _ = wr.shutdown().await;
 }
 
+/// Releases a router link whose client will not be served (the router would hold it forever).
+async fn release(mut link_tx: LinkTx) {
+    let _ = link_tx.send(disconnect_packet()).await;
+}
+
 fn disconnect_packet() -> Packet {
     Packet::Disconnect(
         Disconnect {
@@ -388,7 +401,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             };
             match packet {
                 Packet::Publish(publish, props) => {
-                    if !self.publish_allowed(&publish) {
+                    if !self.publish_allowed(&publish, props.as_ref()) {
                         return Err(DisconnectReason::Violation);
                     }
                     // QoS 1 and 2 publishes await an acknowledgement.
@@ -433,7 +446,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         ended.map_or(Ok(()), Err)
     }
 
-    fn publish_allowed(&self, publish: &Publish) -> bool {
+    /// The topic must be the user's. An MQTT 5 topic alias is a protocol error: CONNACK grants
+    /// none (no Topic Alias Maximum), and rumqttd would otherwise keep a per-connection alias
+    /// table, a second idea of the topic next to the one checked here.
+    fn publish_allowed(&self, publish: &Publish, props: Option<&PublishProperties>) -> bool {
+        if props.is_some_and(|p| p.topic_alias.is_some()) {
+            debug!(user = self.user, "publish with a topic alias; closing");
+            return false;
+        }
         let ok = std::str::from_utf8(&publish.topic).is_ok_and(|t| topic_allowed(&self.user, t));
         if !ok {
             debug!(
@@ -549,11 +569,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         Packet::SubAck(suback, props)
     }
 
-    /// Publishes the Last Will unless the client said DISCONNECT, releases the router link,
-    /// and tells a v5 client why the server closed.
+    /// Publishes the Last Will unless the client said DISCONNECT or the node closed the
+    /// connection because the device was revoked or its user disabled (the will would be
+    /// published with the rights just withdrawn), releases the router link, and tells a v5
+    /// client why the server closed.
     async fn finish(&mut self, reason: DisconnectReason, will: Option<LastWill>) {
         if self.link_alive {
-            if let (Some(will), false) = (will, reason == DisconnectReason::Clean) {
+            let will_due = !matches!(reason, DisconnectReason::Clean | DisconnectReason::Kicked);
+            if let (Some(will), true) = (will, will_due) {
                 // Checked against the prefix at CONNECT. Sent at QoS 0 on the in-process link.
                 let publish = Publish::new(will.topic, will.message, false);
                 let _ = self.link_tx.send(Packet::Publish(publish, None)).await;

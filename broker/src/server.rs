@@ -39,7 +39,7 @@ pub enum DisconnectReason {
     KeepAliveTimeout,
     /// The client broke the protocol or the topic rules.
     Violation,
-    /// The node closed it: device revoked or user disabled.
+    /// The node closed it: device revoked or user disabled. Its Last Will is not published.
     Kicked,
     /// A newer connection of the same device took over (or the router dropped the link).
     Replaced,

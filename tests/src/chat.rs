@@ -1,6 +1,7 @@
 //! Chat-level helpers for the messaging suites (`messaging.rs`, `sync_history.rs`,
-//! `bad_input.rs`, `crash.rs`): a device that speaks the chat protocol over MQTT
-//! ([`ChatDevice`]), a windowed sender ([`send_windowed`]), and account set-up and history paging
+//! `bad_input.rs`, `crash.rs`, `security*.rs`): a device that speaks the chat protocol over MQTT
+//! ([`ChatDevice`]), two users who must not notice what a test does ([`Bystanders`]), a
+//! windowed sender ([`send_windowed`]), and account set-up and history paging
 //! over HTTP against any base URL (an in-process [`TestNode`] or a [`crate::ChatdProcess`]).
 //!
 //! Every wait has a timeout ([`WAIT`] unless told otherwise): a silent server fails the test
@@ -404,6 +405,19 @@ impl ChatDevice {
         }
     }
 
+    /// Asserts that no event arrives within [`QUIET`] and that the connection is still up: a
+    /// victim or bystander that noticed nothing.
+    pub async fn untouched(&mut self) {
+        self.expect_quiet(QUIET).await;
+        assert!(
+            self.client.ended().is_none(),
+            "{}/{} was disconnected: {:?}",
+            self.user,
+            self.device,
+            self.client.ended()
+        );
+    }
+
     /// Sends `sync` from `after` (with `limit` if given) and returns the answer, which must
     /// come on `/tenants/{user}/in/{device}` with this `req`. An `error` answer panics.
     pub async fn sync(&mut self, req: &str, after: u64, limit: Option<u64>) -> Value {
@@ -479,6 +493,57 @@ impl ChatDevice {
             answer.event
         );
         answer.event
+    }
+}
+
+/// How long [`ChatDevice::untouched`] watches for an event that must not come.
+pub const QUIET: Duration = Duration::from_millis(300);
+
+/// Two users who take no part in what a test does to the node and must not notice it: carol
+/// and dave, one device each, who exchange a message whenever asked. The security suites use
+/// them as "the rest of the node".
+pub struct Bystanders {
+    pub carol: ChatDevice,
+    pub dave: ChatDevice,
+    sent: usize,
+}
+
+impl Bystanders {
+    /// Registers and connects carol and dave (device `phone`) and checks they talk.
+    pub async fn new(node: &TestNode) -> Bystanders {
+        let (_, carol) = node.user_with_device("carol", "phone").await;
+        let (_, dave) = node.user_with_device("dave", "phone").await;
+        let mut b = Bystanders {
+            carol: ChatDevice::connect_node(node, &carol).await,
+            dave: ChatDevice::connect_node(node, &dave).await,
+            sent: 0,
+        };
+        b.still_talk().await;
+        b
+    }
+
+    /// carol sends dave a message: he gets the `msg` (with the next `seq`), she gets `sent`,
+    /// and neither connection ended. Returns how long the round took (send -> msg).
+    pub async fn still_talk(&mut self) -> Duration {
+        self.sent += 1;
+        let id = format!("b{}", self.sent);
+        let started = Instant::now();
+        self.carol.send(&id, "dave", &id).await;
+        let msg = self
+            .dave
+            .wait_for("the bystanders' message", WAIT, |r| {
+                r.kind() == "msg" && r.event["body"] == id.as_str()
+            })
+            .await;
+        let took = started.elapsed();
+        assert_eq!(u64_of(&msg.event, "seq"), self.sent as u64, "{}", msg.event);
+        self.carol
+            .wait_for("the bystanders' sent", WAIT, |r| {
+                r.kind() == "sent" && r.event["id"] == id.as_str()
+            })
+            .await;
+        assert!(self.carol.client.ended().is_none() && self.dave.client.ended().is_none());
+        took
     }
 }
 

@@ -46,11 +46,11 @@ use std::time::Duration;
 
 pub use mqtt::{
     client_tls_config, roots_from, tls_options, v5, ConnectError, TestClient, TestClientV5,
-    WaitError,
+    V5Message, WaitError,
 };
 pub use net::{
-    free_port, mqtt_connect_packet, mqtt_publish_packet, read_some, silent_tcp, tls_handshake,
-    tls_mqtt_connect, wait_closed,
+    free_port, mqtt5_connect_packet, mqtt_connect_packet, mqtt_frame, mqtt_publish_packet,
+    mqtt_str, read_some, silent_tcp, tls_handshake, tls_mqtt_connect, wait_closed,
 };
 pub use node::{ApiResponse, Enrolment, TestNode, TEST_ADMIN_TOKEN, TEST_PASSWORD};
 pub use process::{bench_binary, chatd_binary, ChatdProcess};

@@ -398,6 +398,15 @@ impl TestClient {
     }
 }
 
+/// A message an MQTT 5 client received, with its PUBLISH properties.
+#[derive(Debug, Clone, PartialEq)]
+pub struct V5Message {
+    pub topic: String,
+    pub payload: String,
+    /// The properties the server sent with it (response topic, correlation data, ...).
+    pub properties: Option<v5::PublishProperties>,
+}
+
 /// A connected MQTT 5 client (rumqttc::v5), with the same helpers as [`TestClient`] for
 /// connecting, subscribing, publishing and receiving.
 pub struct TestClientV5 {
@@ -405,7 +414,7 @@ pub struct TestClientV5 {
     /// The server's Receive Maximum from CONNACK, if it sent one.
     pub receive_max: Option<u16>,
     events: mpsc::UnboundedReceiver<Result<rumqttc::v5::Event, rumqttc::v5::ConnectionError>>,
-    inbox: VecDeque<(String, String)>,
+    inbox: VecDeque<V5Message>,
     ended: Option<String>,
     task: JoinHandle<()>,
 }
@@ -418,7 +427,10 @@ impl Drop for TestClientV5 {
 
 /// MQTT 5 types used by [`TestClientV5`].
 pub mod v5 {
-    pub use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet, SubscribeReasonCode};
+    pub use rumqttc::v5::mqttbytes::v5::{
+        ConnectReturnCode, LastWill, LastWillProperties, Packet, PublishProperties,
+        SubscribeReasonCode,
+    };
     pub use rumqttc::v5::mqttbytes::QoS;
     pub use rumqttc::v5::{AsyncClient, ConnectionError, Event, MqttOptions};
 }
@@ -430,13 +442,24 @@ impl TestClientV5 {
         device: &Enrolment,
         client_id: &str,
     ) -> Result<TestClientV5, ConnectError> {
-        use v5::*;
-        let mut o = MqttOptions::new(client_id, "localhost", node.mqtt.port());
+        TestClientV5::connect(TestClientV5::tls_options(node, device, client_id)).await
+    }
+
+    /// MQTT 5 options for the node's TLS listener with `device`'s certificate (keep-alive
+    /// 30 s), to adjust (a Last Will, ...) before [`TestClientV5::connect`].
+    pub fn tls_options(node: &TestNode, device: &Enrolment, client_id: &str) -> v5::MqttOptions {
+        let mut o = v5::MqttOptions::new(client_id, "localhost", node.mqtt.port());
         o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
             device.tls_config(),
         )));
         o.set_keep_alive(Duration::from_secs(30));
         o.set_connection_timeout(WAIT.as_secs());
+        o
+    }
+
+    /// Starts the event loop for `o` and waits for the CONNACK.
+    pub async fn connect(o: v5::MqttOptions) -> Result<TestClientV5, ConnectError> {
+        use v5::*;
         let (client, mut eventloop) = AsyncClient::new(o, 64);
         let (tx, events) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
@@ -501,10 +524,11 @@ impl TestClientV5 {
             match item {
                 Some(Ok(event)) => {
                     if let Event::Incoming(Packet::Publish(p)) = &event {
-                        self.inbox.push_back((
-                            String::from_utf8_lossy(&p.topic).into_owned(),
-                            String::from_utf8_lossy(&p.payload).into_owned(),
-                        ));
+                        self.inbox.push_back(V5Message {
+                            topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                            payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                            properties: p.properties.clone(),
+                        });
                     }
                     if let Some(t) = want(&event) {
                         return Ok(t);
@@ -555,8 +579,36 @@ impl TestClientV5 {
         .await
     }
 
+    /// Publishes at QoS 1 with PUBLISH `properties` and waits for the PUBACK.
+    pub async fn publish_with(
+        &mut self,
+        topic: &str,
+        payload: &str,
+        properties: v5::PublishProperties,
+    ) -> Result<(), WaitError> {
+        use v5::*;
+        let request = self.client.publish_with_properties(
+            topic,
+            QoS::AtLeastOnce,
+            false,
+            payload.as_bytes().to_vec(),
+            properties,
+        );
+        enqueue(Instant::now() + WAIT, request).await?;
+        self.pump(WAIT, |ev| match ev {
+            Event::Incoming(Packet::PubAck(_)) => Some(()),
+            _ => None,
+        })
+        .await
+    }
+
     /// The next message received, as `(topic, payload)`.
     pub async fn next_publish(&mut self, wait: Duration) -> Option<(String, String)> {
+        self.next_message(wait).await.map(|m| (m.topic, m.payload))
+    }
+
+    /// The next message received, with its properties.
+    pub async fn next_message(&mut self, wait: Duration) -> Option<V5Message> {
         use v5::*;
         if let Some(m) = self.inbox.pop_front() {
             return Some(m);

@@ -108,6 +108,36 @@ pub fn mqtt_publish_packet(topic: &str, payload: &[u8]) -> Vec<u8> {
     framed(0x30, &body)
 }
 
+/// Any MQTT packet: the fixed header (`first` byte and the variable-length remaining length),
+/// then `body`, with no check of either: for writing malformed packets by hand.
+pub fn mqtt_frame(first: u8, body: &[u8]) -> Vec<u8> {
+    framed(first, body)
+}
+
+/// A string (or any bytes) as MQTT writes it: a 16-bit big-endian length, then the bytes.
+pub fn mqtt_str(s: &[u8]) -> Vec<u8> {
+    let mut out = u16::try_from(s.len())
+        .expect("an MQTT string is at most 65,535 bytes")
+        .to_be_bytes()
+        .to_vec();
+    out.extend_from_slice(s);
+    out
+}
+
+/// An MQTT 5 CONNECT packet: clean start, `keep_alive` seconds, no properties, no login.
+pub fn mqtt5_connect_packet(client_id: &str, keep_alive: u16) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&[0, 4]);
+    body.extend_from_slice(b"MQTT");
+    body.push(5); // protocol level 5
+    body.push(0x02); // clean start
+    body.extend_from_slice(&keep_alive.to_be_bytes());
+    body.push(0); // no properties
+    body.extend_from_slice(&u16::try_from(client_id.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(client_id.as_bytes());
+    framed(0x10, &body)
+}
+
 /// The fixed header (`first` byte and the variable-length remaining length), then `body`.
 fn framed(first: u8, body: &[u8]) -> Vec<u8> {
     let mut packet = vec![first];

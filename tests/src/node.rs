@@ -206,6 +206,24 @@ impl TestNode {
         }
     }
 
+    /// Waits up to `wait` until the node has exactly `linked` connections past CONNECT and no
+    /// other socket open (none handshaking, none refused but not yet closed); panics with both
+    /// counts otherwise. After refusals, this proves no connection slot was left behind (a
+    /// connection task that panicked would keep its slot).
+    pub async fn wait_for_connections(&self, linked: usize, wait: std::time::Duration) {
+        let broker = self.node().broker();
+        let deadline = std::time::Instant::now() + wait;
+        while (broker.connection_count(), broker.open_sockets()) != (linked, linked) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "connections: {} linked, {} open sockets; expected {linked} of each",
+                broker.connection_count(),
+                broker.open_sockets()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// `DATA_DIR/certs/ca.pem`.
     pub fn ca_path(&self) -> std::path::PathBuf {
         self.dir.path().join("certs").join(chat_certs::CA_CERT_FILE)

@@ -6,6 +6,7 @@ mod ids;
 mod props;
 mod request;
 mod send;
+mod validator;
 
 use crate::{parse_request, Envelope, ErrorCode, Request, RequestError};
 
