@@ -9,8 +9,7 @@
 #![no_main]
 
 use chat_proto::{
-    parse_request, parse_status, valid_id, ErrorCode, MAX_PAYLOAD_LEN, MAX_REQ_LEN,
-    MAX_SEND_ID_LEN,
+    parse_request, parse_status, valid_id, ErrorCode, MAX_PAYLOAD_LEN, MAX_REQ_LEN, MAX_SEND_ID_LEN,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -18,7 +17,11 @@ fuzz_target!(|data: &[u8]| {
     match parse_request(data) {
         Ok(envelope) => {
             let again = parse_request(&envelope.to_json());
-            assert_eq!(again.as_ref().ok(), Some(&envelope), "not canonical: {again:?}");
+            assert_eq!(
+                again.as_ref().ok(),
+                Some(&envelope),
+                "not canonical: {again:?}"
+            );
             if let Some(device) = &envelope.device {
                 assert!(valid_id(device), "accepted device {device:?}");
             }
@@ -38,7 +41,10 @@ fuzz_target!(|data: &[u8]| {
                 );
             }
             assert!(!e.message.is_empty());
-            assert!(e.req.as_ref().is_none_or(|r| r.chars().count() <= MAX_REQ_LEN));
+            assert!(e
+                .req
+                .as_ref()
+                .is_none_or(|r| r.chars().count() <= MAX_REQ_LEN));
             assert!(e
                 .id
                 .as_ref()
