@@ -234,6 +234,23 @@ impl TestNode {
         format!("{}{path}", self.http)
     }
 
+    /// `GET /v1/media/{id}` as `token`, with an optional `Range` header.
+    pub async fn download_media(
+        &self,
+        token: &str,
+        id: &str,
+        range: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .get(self.url(&format!("/v1/media/{id}")))
+            .bearer_auth(token);
+        if let Some(range) = range {
+            req = req.header("range", range);
+        }
+        req.send().await.expect("GET /v1/media")
+    }
+
     /// Sends one request and returns the answer, whatever its status. `body` is sent as JSON
     /// (with `Content-Type: application/json`); `token` as `Authorization: Bearer`.
     pub async fn request(

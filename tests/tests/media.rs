@@ -28,22 +28,6 @@ async fn upload(node: &TestNode, token: &str, mime: &str, bytes: Vec<u8>) -> (St
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn download(
-    node: &TestNode,
-    token: &str,
-    id: &str,
-    range: Option<&str>,
-) -> reqwest::Response {
-    let mut req = node
-        .client
-        .get(node.url(&format!("/v1/media/{id}")))
-        .bearer_auth(token);
-    if let Some(range) = range {
-        req = req.header("range", range);
-    }
-    req.send().await.expect("GET /v1/media")
-}
-
 fn blob_files(node: &TestNode) -> usize {
     std::fs::read_dir(node.dir.path().join("media").join("blobs"))
         .map(|d| d.count())
@@ -141,16 +125,16 @@ async fn only_the_uploader_and_members_of_a_conversation_that_got_it_may_downloa
     let media = json!({"media_id": id, "mime": "image/png", "size": 3008, "caption": "look"});
 
     assert_eq!(
-        download(&node, &amy_t, &id, None).await.status(),
+        node.download_media(&amy_t, &id, None).await.status(),
         StatusCode::OK
     );
     assert_eq!(
-        download(&node, &bob_t, &id, None).await.status(),
+        node.download_media(&bob_t, &id, None).await.status(),
         StatusCode::NOT_FOUND
     );
     let missing = "0".repeat(64);
     assert_eq!(
-        download(&node, &amy_t, &missing, None).await.status(),
+        node.download_media(&amy_t, &missing, None).await.status(),
         StatusCode::NOT_FOUND
     );
 
@@ -160,12 +144,12 @@ async fn only_the_uploader_and_members_of_a_conversation_that_got_it_may_downloa
     assert_eq!(amy.wait_user_event("sent").await["media"], media);
     let msg = bob.wait_user_event("msg").await;
     assert_eq!(msg["media"], media);
-    let r = download(&node, &bob_t, &id, None).await;
+    let r = node.download_media(&bob_t, &id, None).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["content-type"], "image/png");
     assert_eq!(r.bytes().await.unwrap().to_vec(), bytes);
     assert_eq!(
-        download(&node, &cat_t, &id, None).await.status(),
+        node.download_media(&cat_t, &id, None).await.status(),
         StatusCode::NOT_FOUND
     );
 
@@ -175,7 +159,7 @@ async fn only_the_uploader_and_members_of_a_conversation_that_got_it_may_downloa
     bob.wait_user_event("sent").await;
     cat.wait_user_event("msg").await;
     assert_eq!(
-        download(&node, &cat_t, &id, None).await.status(),
+        node.download_media(&cat_t, &id, None).await.status(),
         StatusCode::OK
     );
     dan.request(&json!({"type": "send", "id": "d1", "to": "amy", "media": media}))
@@ -199,13 +183,13 @@ async fn only_the_uploader_and_members_of_a_conversation_that_got_it_may_downloa
     dan.wait_for("the group message", chat_tests::WAIT, |r| r.kind() == "msg")
         .await;
     assert_eq!(
-        download(&node, &dan_t, &id, None).await.status(),
+        node.download_media(&dan_t, &id, None).await.status(),
         StatusCode::OK
     );
     let remove = json!({"type": "group_remove", "group": group, "members": ["dan"]});
     cat.ask_ok("r", remove).await;
     assert_eq!(
-        download(&node, &dan_t, &id, None).await.status(),
+        node.download_media(&dan_t, &id, None).await.status(),
         StatusCode::NOT_FOUND
     );
     node.stop().await;
@@ -218,22 +202,22 @@ async fn downloads_honour_ranges() {
     let bytes = png(92, 3); // 100 bytes
     let (_, up) = upload(&node, &amy, "image/png", bytes.clone()).await;
     let id = str_of(&up, "media_id").to_owned();
-    let r = download(&node, &amy, &id, Some("bytes=0-7")).await;
+    let r = node.download_media(&amy, &id, Some("bytes=0-7")).await;
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(r.headers()["content-range"], "bytes 0-7/100");
     assert_eq!(r.headers()["accept-ranges"], "bytes");
     assert_eq!(r.bytes().await.unwrap().to_vec(), bytes[..8].to_vec());
-    let r = download(&node, &amy, &id, Some("bytes=-10")).await;
+    let r = node.download_media(&amy, &id, Some("bytes=-10")).await;
     assert_eq!(r.headers()["content-range"], "bytes 90-99/100");
     assert_eq!(r.bytes().await.unwrap().to_vec(), bytes[90..].to_vec());
-    let r = download(&node, &amy, &id, Some("bytes=95-")).await;
+    let r = node.download_media(&amy, &id, Some("bytes=95-")).await;
     assert_eq!(r.bytes().await.unwrap().len(), 5);
-    let r = download(&node, &amy, &id, Some("bytes=100-")).await;
+    let r = node.download_media(&amy, &id, Some("bytes=100-")).await;
     assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(r.headers()["content-range"], "bytes */100");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "range_not_satisfiable");
-    let r = download(&node, &amy, &id, None).await;
+    let r = node.download_media(&amy, &id, None).await;
     assert_eq!(
         (r.status(), r.headers()["content-length"].to_str().unwrap()),
         (StatusCode::OK, "100")
@@ -264,10 +248,10 @@ async fn media_can_live_in_an_s3_bucket() {
         vec![format!("blobs/{id}")],
         "stored once, no upload left behind"
     );
-    let r = download(&node, &amy, &id, None).await;
+    let r = node.download_media(&amy, &id, None).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.bytes().await.unwrap().to_vec(), bytes);
-    let r = download(&node, &amy, &id, Some("bytes=8-15")).await;
+    let r = node.download_media(&amy, &id, Some("bytes=8-15")).await;
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(r.bytes().await.unwrap().to_vec(), bytes[8..16].to_vec());
     // A refused upload leaves nothing in the bucket.

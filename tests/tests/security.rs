@@ -598,23 +598,6 @@ fn png(n: usize) -> Vec<u8> {
     b
 }
 
-/// `GET /v1/media/{id}` as `token`, with an optional `Range`.
-async fn download(
-    node: &TestNode,
-    token: &str,
-    id: &str,
-    range: Option<&str>,
-) -> reqwest::Response {
-    let mut req = node
-        .client
-        .get(node.url(&format!("/v1/media/{id}")))
-        .bearer_auth(token);
-    if let Some(range) = range {
-        req = req.header("range", range);
-    }
-    req.send().await.expect("GET /v1/media")
-}
-
 // amy's file, sent to bob: mallory, who knows its id, can neither download it (whole, a range,
 // a range past its end: always the 404 of a file that does not exist, no size in any header) nor
 // send it (1:1 or in her own group: the `not_found` of a file that does not exist), and her
@@ -647,11 +630,11 @@ async fn media_of_others_cannot_be_sent_or_downloaded() {
     amy.wait_user_event("sent").await;
     bob.wait_user_event("msg").await;
     assert_eq!(
-        download(&node, &bob_t, &id, None).await.status(),
+        node.download_media(&bob_t, &id, None).await.status(),
         StatusCode::OK
     );
 
-    let nothing = download(&node, &mallory_t, &"0".repeat(64), None).await;
+    let nothing = node.download_media(&mallory_t, &"0".repeat(64), None).await;
     assert_eq!(nothing.status(), StatusCode::NOT_FOUND);
     let nothing_body = nothing.text().await.unwrap();
     let ranges = [
@@ -661,7 +644,7 @@ async fn media_of_others_cannot_be_sent_or_downloaded() {
         Some("bytes=-1"),
     ];
     for range in ranges {
-        let r = download(&node, &mallory_t, &id, range).await;
+        let r = node.download_media(&mallory_t, &id, range).await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "range {range:?}");
         assert!(
             r.headers().get("content-range").is_none(),
@@ -676,7 +659,7 @@ async fn media_of_others_cannot_be_sent_or_downloaded() {
         "..%2F..%2Fdb",
         "x%00",
     ] {
-        let r = download(&node, &mallory_t, odd, None).await;
+        let r = node.download_media(&mallory_t, odd, None).await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "media id {odd:?}");
         assert_eq!(r.text().await.unwrap(), nothing_body, "media id {odd:?}");
     }
@@ -713,7 +696,7 @@ async fn media_of_others_cannot_be_sent_or_downloaded() {
             "{target}: a real id is told apart"
         );
     }
-    let r = download(&node, &mallory_t, &id, None).await;
+    let r = node.download_media(&mallory_t, &id, None).await;
     assert_eq!(
         r.status(),
         StatusCode::NOT_FOUND,
@@ -723,7 +706,7 @@ async fn media_of_others_cannot_be_sent_or_downloaded() {
     amy.untouched().await;
     bob.untouched().await;
     assert_eq!(
-        download(&node, &amy_t, &id, None).await.status(),
+        node.download_media(&amy_t, &id, None).await.status(),
         StatusCode::OK
     );
     others.still_talk().await;

@@ -39,11 +39,13 @@ fn json_ish() -> impl Strategy<Value = String> {
     prop::collection::vec(atom, 0..40).prop_map(|parts| parts.concat())
 }
 
-fn id() -> impl Strategy<Value = String> {
+/// A valid id (user, group, device).
+pub(super) fn id() -> impl Strategy<Value = String> {
     "[a-z0-9]{1,32}"
 }
 
-fn media() -> impl Strategy<Value = Media> {
+/// A valid media reference.
+pub(super) fn media() -> impl Strategy<Value = Media> {
     (
         "[0-9a-f]{64}",
         "[a-z]{1,10}/[a-z0-9.+-]{1,20}",

@@ -11,11 +11,13 @@
 //!   `bad_request` (`too_large` for an oversized body) naming that field.
 
 use proptest::prelude::*;
+
+use super::props::{id, media};
 use serde_json::{Map, Value};
 
 use crate::{
     parse_request, valid_id, Conv, Envelope, ErrorCode, GroupCreateRequest, GroupMembersRequest,
-    HistoryRequest, Media, Platform, PushRegisterRequest, ReceiptRequest, ReceiptStatus, Request,
+    HistoryRequest, Platform, PushRegisterRequest, ReceiptRequest, ReceiptStatus, Request,
     RequestError, SendRequest, SyncRequest, Target, TypingRequest, TypingState, HISTORY_MAX_LIMIT,
     MAX_BODY_LEN, MAX_PAYLOAD_LEN, MAX_REQ_LEN, MAX_SEND_ID_LEN, SYNC_MAX_LIMIT,
 };
@@ -45,10 +47,6 @@ const KEYS: &[&str] = &[
     "seq", "after", "limit", "before", "name", "members", "users", "state", "user", "platform",
     "token", "media_id", "mime", "size", "caption",
 ];
-
-fn id() -> impl Strategy<Value = String> {
-    "[a-z0-9]{1,32}"
-}
 
 /// Strings that are valid somewhere (ids, convs, enum words, msg ids), near-valid, or odd.
 fn interesting_string() -> impl Strategy<Value = String> {
@@ -238,21 +236,6 @@ fn check_accepted(envelope: &Envelope) -> Result<(), TestCaseError> {
     );
     prop_assert!(!needs_device || envelope.device.is_some());
     Ok(())
-}
-
-fn media() -> impl Strategy<Value = Media> {
-    (
-        "[0-9a-f]{64}",
-        "[a-z]{1,10}/[a-z0-9.+-]{1,20}",
-        1..u64::MAX,
-        proptest::option::of("\\PC{0,50}"),
-    )
-        .prop_map(|(media_id, mime, size, caption)| Media {
-            media_id,
-            mime,
-            size,
-            caption,
-        })
 }
 
 fn target() -> impl Strategy<Value = Target> {
