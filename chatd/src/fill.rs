@@ -5,8 +5,8 @@
 //! Why a `chatd` subcommand and not a store example: the tool must lay the data out the way
 //! this node's configuration says (the data directory's `db/`, the shard count, the password
 //! hashing parameters, the node id in every `msg_id`) and store what the bridge stores (the
-//! `{"to","body"}` content, Snowflake ids), so it reads the same [`Config`] as `chatd serve`
-//! and uses the bridge's id generator.
+//! `{"to","body"}` content, Snowflake ids), so it reads the same [`Config`](crate::Config) as
+//! `chatd serve` and uses the bridge's id generator.
 //!
 //! What it writes, per message, is what the bridge writes for a 1:1 `send`
 //! (`bridge/src/worker.rs`): through the conversation shard's [`ConvWriter`] the message, its
