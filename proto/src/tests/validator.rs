@@ -173,6 +173,20 @@ fn check_outcome(
     Ok(())
 }
 
+/// Whether the protocol refuses `request` without `device` (its answer goes only to the
+/// asking device).
+fn needs_device(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Sync(_)
+            | Request::History(_)
+            | Request::GroupInfo { .. }
+            | Request::PresenceSub { .. }
+            | Request::PushRegister(_)
+            | Request::PushUnregister
+    )
+}
+
 /// What the contract promises about any accepted request (docs/PROTOCOL.md, "Requests").
 fn check_accepted(envelope: &Envelope) -> Result<(), TestCaseError> {
     if let Some(device) = &envelope.device {
@@ -225,16 +239,7 @@ fn check_accepted(envelope: &Envelope) -> Result<(), TestCaseError> {
         }
         Request::PushUnregister => {}
     }
-    let needs_device = matches!(
-        envelope.request,
-        Request::Sync(_)
-            | Request::History(_)
-            | Request::GroupInfo { .. }
-            | Request::PresenceSub { .. }
-            | Request::PushRegister(_)
-            | Request::PushUnregister
-    );
-    prop_assert!(!needs_device || envelope.device.is_some());
+    prop_assert!(!needs_device(&envelope.request) || envelope.device.is_some());
     Ok(())
 }
 
@@ -339,15 +344,7 @@ fn envelope() -> impl Strategy<Value = Envelope> {
         request(),
     )
         .prop_map(|(req, device, needed, request)| {
-            let needs_device = matches!(
-                request,
-                Request::Sync(_)
-                    | Request::History(_)
-                    | Request::GroupInfo { .. }
-                    | Request::PresenceSub { .. }
-                    | Request::PushRegister(_)
-                    | Request::PushUnregister
-            );
+            let needs_device = needs_device(&request);
             let device = if needs_device {
                 Some(device.unwrap_or(needed))
             } else {
