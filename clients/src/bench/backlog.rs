@@ -24,7 +24,7 @@ use super::fleet::enrol;
 use super::report::{round3, Percentiles, Report, Tracker};
 use super::workload::{body, parse_body};
 use super::Args;
-use crate::{Client, ConnState, Options, StateStore};
+use crate::{Api, Client, ConnState, Options, StateStore};
 
 /// How long the reader may take to receive the whole backlog.
 const SYNC_LIMIT: Duration = Duration::from_secs(300);
@@ -101,7 +101,8 @@ pub(crate) async fn run(args: &Args, prefix: &str, t: &Tracker, report: &mut Rep
     report.connections = 2;
     eprintln!("enrolling the reader and the writer...");
     let started = Instant::now();
-    let mut sessions = enrol(args, &names, 1).await?.into_iter();
+    let api = Api::new(&args.server, None)?;
+    let mut sessions = enrol(args, &api, &names, 1).await?.into_iter();
     let (Some(reader), Some(writer)) = (sessions.next(), sessions.next()) else {
         bail!("enrolment gave too few sessions");
     };

@@ -59,7 +59,9 @@ impl Fleet {
         let devices = args.devices_per_user;
         eprintln!("enrolling {} users x {devices} devices...", names.len());
         let started = Instant::now();
-        let sessions = enrol(args, names, devices).await?;
+        // One HTTP client for enrolment and every device: building one costs milliseconds.
+        let api = Api::new(&args.server, None)?;
+        let sessions = enrol(args, &api, names, devices).await?;
         report.enrol_s = started.elapsed().as_secs_f64();
         report.rss_before_connect_kib = args.pid.and_then(|pid| memory_of(pid).0);
         report.bench_rss_before_connect_kib = memory_of(std::process::id()).0;
@@ -68,8 +70,6 @@ impl Fleet {
         let started = Instant::now();
         let mut clients = Vec::with_capacity(names.len());
         let mut others = Vec::with_capacity(sessions.len() - names.len());
-        // One HTTP client for all: building one per device costs milliseconds each.
-        let api = Api::new(&args.server, None)?;
         for (i, session) in sessions.into_iter().enumerate() {
             let (user, device) = (i / devices, i % devices);
             let (client, events) = Client::start_with_api(
@@ -319,8 +319,12 @@ pub(crate) fn device_name(device: usize) -> String {
 
 /// Registers (or reuses) every user and enrols `devices` devices each, `--concurrency` users
 /// at a time; the sessions in order user by user, `devices` each.
-pub(crate) async fn enrol(args: &Args, names: &[String], devices: usize) -> Result<Vec<Session>> {
-    let api = Api::new(&args.server, None)?;
+pub(crate) async fn enrol(
+    args: &Args,
+    api: &Api,
+    names: &[String],
+    devices: usize,
+) -> Result<Vec<Session>> {
     let limit = Arc::new(Semaphore::new(args.concurrency));
     let mut tasks = JoinSet::new();
     for (i, name) in names.iter().enumerate() {
