@@ -12,7 +12,7 @@
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
-use chat_store::{InboxItem, StoredMessage};
+use chat_store::{Appending, InboxItem, StoredMessage};
 use serde_json::Value;
 use tracing::{error, warn};
 
@@ -30,6 +30,8 @@ const JOBS_PER_ROUND: usize = 64;
 pub(crate) struct FanoutJob {
     pub msg: StoredMessage,
     pub recipients: Vec<String>,
+    /// `Replay` for an entry recovery found unfinished (members may have it already).
+    pub appending: Appending,
 }
 
 /// Runs shard `shard`'s fan-out queue until the worker (its only sender) is gone.
@@ -37,32 +39,23 @@ pub(crate) fn run(jobs: Receiver<FanoutJob>, services: Arc<Services>, shard: usi
     while let Ok(first) = jobs.recv() {
         let mut round = vec![first];
         round.extend(jobs.try_iter().take(JOBS_PER_ROUND - 1));
-        let mut publish: Vec<(String, Vec<u8>)> = Vec::new();
-        let mut written = 0;
-        for job in &round {
+        let mut batch = Batch::default();
+        let mut committed = true;
+        'jobs: for (index, job) in round.iter().enumerate() {
             index_membership(&services, &job.msg);
             let item = InboxItem::Msg {
                 conv: job.msg.conv.clone(),
                 seq: job.msg.seq,
             };
             for user in &job.recipients {
-                match services.store.inbox_append(user, vec![item.clone()]) {
-                    Ok(ns) => {
-                        if let Some(Some(n)) = ns.first() {
-                            let event = events::entry_value(&job.msg, Some(*n));
-                            publish.push((user.clone(), events::to_bytes(&event)));
-                            services.push_if_offline(user, &job.msg);
-                        }
-                    }
-                    Err(e) => error!(error = %e, user, "inbox write failed"),
-                }
-                written += 1;
-                if written % FANOUT_BATCH == 0 && !commit(&services, &mut publish) {
-                    break;
+                batch.push(user, &item, index, job.appending);
+                if batch.entries.len() == FANOUT_BATCH && !batch.commit(&services, &round) {
+                    committed = false;
+                    break 'jobs;
                 }
             }
         }
-        let committed = commit(&services, &mut publish);
+        committed = committed && batch.commit(&services, &round);
         // Counted until published, so that a drain can wait for zero.
         if let Some(d) = services.stats.fanout_queue(shard) {
             d.add(-(round.len() as i64));
@@ -76,6 +69,52 @@ pub(crate) fn run(jobs: Receiver<FanoutJob>, services: Arc<Services>, shard: usi
                 warn!(error = %e, conv = job.msg.conv, "clearing a pending marker failed");
             }
         }
+    }
+}
+
+/// Inbox entries of a round's jobs waiting to be written together.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<(String, InboxItem)>,
+    /// The job (index in the round) of each entry.
+    jobs: Vec<usize>,
+    /// Some entry may be a replay.
+    replay: bool,
+}
+
+impl Batch {
+    fn push(&mut self, user: &str, item: &InboxItem, job: usize, appending: Appending) {
+        self.entries.push((user.to_owned(), item.clone()));
+        self.jobs.push(job);
+        self.replay |= appending == Appending::Replay;
+    }
+
+    /// Writes the entries (one sled batch per inbox shard), flushes and publishes their events.
+    /// False if the flush failed.
+    fn commit(&mut self, services: &Services, round: &[FanoutJob]) -> bool {
+        let appending = if std::mem::take(&mut self.replay) {
+            Appending::Replay
+        } else {
+            Appending::New
+        };
+        let entries = std::mem::take(&mut self.entries);
+        let jobs = std::mem::take(&mut self.jobs);
+        let mut publish: Vec<(String, Vec<u8>)> = Vec::new();
+        match services.store.inbox_append_many(&entries, appending) {
+            Ok(ns) => {
+                for (((user, _), job), n) in entries.into_iter().zip(jobs).zip(ns) {
+                    let (Some(n), Some(job)) = (n, round.get(job)) else {
+                        continue;
+                    };
+                    let event = events::entry_value(&job.msg, Some(n));
+                    services.push_if_offline(&user, &job.msg);
+                    publish.push((user, events::to_bytes(&event)));
+                }
+            }
+            // Members get what was written through `sync`; the flush fails as well.
+            Err(e) => error!(error = %e, "inbox write failed"),
+        }
+        commit(services, &mut publish)
     }
 }
 

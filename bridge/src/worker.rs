@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chat_proto::{Conv, ErrorCode, ReceiptStatus};
-use chat_store::{ConvWriter, InboxItem, NewMessage, StoredMessage};
+use chat_store::{Appending, ConvWriter, InboxItem, NewMessage, StoredMessage};
 use tracing::{error, info, warn};
 
 use crate::events;
@@ -155,8 +155,6 @@ struct Round {
     received: Vec<Instant>,
     /// Retried sends, answered with their original `sent` after the flush.
     retries: Vec<(Origin, String)>,
-    /// 1:1 messages whose fan-out is complete once flushed: (conv, seq).
-    done: Vec<(String, u64)>,
     /// Group entries for the fan-out queue once flushed.
     handoff: Vec<FanoutJob>,
     /// Answers (`ok`) to send once flushed: (user, device, payload).
@@ -190,26 +188,32 @@ impl Worker {
         }
         let services = self.services.clone();
         let mut publish = Vec::new();
-        let mut direct = Vec::new();
         let count = pending.len();
+        let msgs: Vec<&StoredMessage> = pending.iter().map(|(msg, _)| msg).collect();
+        write_inboxes(&services, &msgs, Appending::Replay, &mut publish);
+        let mut direct = Vec::new();
         for (msg, recipients) in pending {
-            if recipients.is_empty() && msg.conv.starts_with("d.") {
-                fan_out_direct(&services, &msg, &mut publish);
+            if is_direct(&msg) {
                 direct.push(msg);
-                continue;
+            } else {
+                self.hand_off(FanoutJob {
+                    msg,
+                    recipients,
+                    appending: Appending::Replay,
+                });
             }
-            if !events::is_system(&msg) {
-                sender_copy(&services, &msg, &mut publish);
-            }
-            self.hand_off(FanoutJob { msg, recipients });
         }
         if let Err(e) = services.flusher.flush() {
             return error!(error = %e, "flush after recovery failed");
         }
+        // Markers of 1:1 messages stored before the batch marker existed, then the batch marker.
         for msg in &direct {
             if let Err(e) = self.writer.clear_pending(&msg.conv, msg.seq) {
                 warn!(error = %e, conv = msg.conv, "clearing a pending marker failed");
             }
+        }
+        if let Err(e) = self.writer.clear_batch_pending() {
+            warn!(error = %e, "clearing the batch marker failed");
         }
         info!(entries = count, "finishing interrupted fan-outs");
     }
@@ -274,10 +278,8 @@ impl Worker {
                 services.publisher.to_user(&user, payload);
             }
         }
-        for (conv, seq) in &round.done {
-            if let Err(e) = self.writer.clear_pending(conv, *seq) {
-                warn!(error = %e, conv, "clearing a pending marker failed");
-            }
+        if let Err(e) = self.writer.clear_batch_pending() {
+            warn!(error = %e, "clearing the batch marker failed");
         }
         for job in round.handoff {
             self.hand_off(job);
@@ -415,6 +417,8 @@ impl Worker {
             }
         };
         round.received.extend(received);
+        let msgs: Vec<&StoredMessage> = stored.iter().collect();
+        write_inboxes(&services, &msgs, Appending::New, &mut round.publish);
         for ((msg, recipients), (origin, id)) in stored
             .into_iter()
             .zip(recipients)
@@ -426,12 +430,12 @@ impl Worker {
                     error!(error = %e, "recording a shared file failed");
                 }
             }
-            if msg.conv.starts_with("d.") {
-                fan_out_direct(&services, &msg, &mut round.publish);
-                round.done.push((msg.conv.clone(), msg.seq));
-            } else {
-                sender_copy(&services, &msg, &mut round.publish);
-                round.handoff.push(FanoutJob { msg, recipients });
+            if !is_direct(&msg) {
+                round.handoff.push(FanoutJob {
+                    msg,
+                    recipients,
+                    appending: Appending::New,
+                });
             }
             round.written.push((origin, id));
         }
@@ -470,7 +474,11 @@ impl Worker {
                     created.then_some(job.group.as_str()),
                 );
                 self.groups.put(record);
-                round.handoff.push(FanoutJob { msg, recipients });
+                round.handoff.push(FanoutJob {
+                    msg,
+                    recipients,
+                    appending: Appending::New,
+                });
                 round.answers.push((job.origin, answer));
             }
             Err(e) => {
@@ -627,51 +635,82 @@ fn authors_between(
     Ok(authors)
 }
 
-/// Writes the inbox entries of one stored 1:1 message (the sender's `sent`, the recipient's
-/// `msg` unless they blocked the sender) and queues their events.
-fn fan_out_direct(services: &Services, msg: &StoredMessage, publish: &mut Outbox) {
-    let Ok(conv) = Conv::parse(&msg.conv) else {
-        return error!(
-            conv = msg.conv,
-            "stored message has an invalid conversation id"
-        );
-    };
-    let Some((a, b)) = conv.members_direct() else {
-        return error!(conv = msg.conv, "not a 1:1 conversation");
-    };
-    sender_copy(services, msg, publish);
-    let to = if a == msg.from { b } else { a };
-    if events::hidden_for(msg, to) {
-        return;
-    }
-    let item = InboxItem::Msg {
-        conv: msg.conv.clone(),
-        seq: msg.seq,
-    };
-    match services.store.inbox_append(to, vec![item]) {
-        Ok(ns) => {
-            if let Some(Some(n)) = ns.first() {
-                publish.push((to.to_owned(), events::msg(msg, Some(*n))));
-                services.push_if_offline(to, msg);
-            }
-        }
-        Err(e) => error!(error = %e, user = to, "inbox write failed"),
-    }
+/// A 1:1 message: its fan-out (two inbox entries) is written by the worker itself.
+fn is_direct(msg: &StoredMessage) -> bool {
+    msg.conv.starts_with("d.")
 }
 
-/// The sender's own copy of a message (their other devices see it as `sent`).
-fn sender_copy(services: &Services, msg: &StoredMessage, publish: &mut Outbox) {
-    let item = InboxItem::Sent {
-        conv: msg.conv.clone(),
-        seq: msg.seq,
+/// Whose inbox gets what of a stored message, written by the worker: the sender's own copy
+/// (their other devices see it as `sent`; none for a membership change) and, for a 1:1
+/// message, the recipient's `msg` unless they blocked the sender. Group members get theirs
+/// from the fan-out queue.
+fn worker_entries(msg: &StoredMessage) -> Vec<(String, InboxItem)> {
+    let mut entries = Vec::with_capacity(2);
+    if !events::is_system(msg) {
+        let item = InboxItem::Sent {
+            conv: msg.conv.clone(),
+            seq: msg.seq,
+        };
+        entries.push((msg.from.clone(), item));
+    }
+    if !is_direct(msg) {
+        return entries;
+    }
+    let members = Conv::parse(&msg.conv).ok().and_then(|c| {
+        c.members_direct()
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    });
+    let Some((a, b)) = members else {
+        error!(
+            conv = msg.conv,
+            "stored message has an invalid 1:1 conversation id"
+        );
+        return entries;
     };
-    match services.store.inbox_append(&msg.from, vec![item]) {
-        Ok(ns) => {
-            if let Some(Some(n)) = ns.first() {
-                publish.push((msg.from.clone(), events::sent(msg, *n)));
+    let to = if a == msg.from { b } else { a };
+    if !events::hidden_for(msg, &to) {
+        let item = InboxItem::Msg {
+            conv: msg.conv.clone(),
+            seq: msg.seq,
+        };
+        entries.push((to, item));
+    }
+    entries
+}
+
+/// Writes the worker's inbox entries of `msgs` ([`worker_entries`]) in one call, one sled
+/// batch per inbox shard, and queues their events (`sent` to the sender, `msg` to a 1:1
+/// recipient, who is also pushed to if offline). `appending` is `Replay` for recovery only.
+fn write_inboxes(
+    services: &Services,
+    msgs: &[&StoredMessage],
+    appending: Appending,
+    publish: &mut Outbox,
+) {
+    let mut entries = Vec::with_capacity(msgs.len() * 2);
+    let mut of_msg = Vec::with_capacity(msgs.len() * 2);
+    for (i, msg) in msgs.iter().enumerate() {
+        for entry in worker_entries(msg) {
+            entries.push(entry);
+            of_msg.push(i);
+        }
+    }
+    let ns = match services.store.inbox_append_many(&entries, appending) {
+        Ok(ns) => ns,
+        // Devices get what was written through `sync`; the round's flush fails as well.
+        Err(e) => return error!(error = %e, "inbox write failed"),
+    };
+    for (((user, item), i), n) in entries.into_iter().zip(of_msg).zip(ns) {
+        let (Some(n), msg) = (n, msgs[i]) else {
+            continue;
+        };
+        match item {
+            InboxItem::Sent { .. } => publish.push((user, events::sent(msg, n))),
+            _ => {
+                services.push_if_offline(&user, msg);
+                publish.push((user, events::msg(msg, Some(n))));
             }
         }
-        Err(e) => error!(error = %e, user = msg.from, "inbox write failed"),
     }
 }
 

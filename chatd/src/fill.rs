@@ -21,12 +21,11 @@
 //! of its two members, with a body of `body_size` bytes of lowercase words. Not crash-safe: a
 //! fill that is interrupted leaves a data directory to throw away.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use chat_bridge::ids::{now_ms, Snowflake};
 use chat_proto::Conv;
-use chat_store::{ConvWriter, InboxItem, NewMessage, Store, StoreError};
+use chat_store::{Appending, ConvWriter, InboxItem, NewMessage, Store, StoreError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -225,15 +224,15 @@ pub fn fill(store: &Store, opts: &FillOptions) -> Result<FillReport, FillError> 
     })
 }
 
-/// Stores one chunk: each shard's messages in one batch, then the inbox entries (per user, in
-/// the order the messages were stored), then clears the fan-out markers.
+/// Stores one chunk as the node's workers store a round: each shard's messages in one batch,
+/// then every inbox entry (one batch per inbox shard, each user's in the order the messages
+/// were stored), then clears the batch markers.
 fn write_chunk(
     store: &Store,
     writers: &mut [ConvWriter],
     by_shard: Vec<Vec<NewMessage>>,
 ) -> Result<(), FillError> {
-    let mut inbox: HashMap<String, Vec<InboxItem>> = HashMap::new();
-    let mut stored = Vec::new();
+    let mut inbox: Vec<(String, InboxItem)> = Vec::new();
     for (writer, batch) in writers.iter_mut().zip(by_shard) {
         if batch.is_empty() {
             continue;
@@ -245,25 +244,18 @@ fn write_chunk(
                 .and_then(serde_json::Value::as_str)
                 .unwrap_or_default()
                 .to_owned();
-            inbox
-                .entry(msg.from.clone())
-                .or_default()
-                .push(InboxItem::Sent {
-                    conv: msg.conv.clone(),
-                    seq: msg.seq,
-                });
-            inbox.entry(to).or_default().push(InboxItem::Msg {
-                conv: msg.conv.clone(),
-                seq: msg.seq,
-            });
-            stored.push((writer.shard(), msg.conv, msg.seq));
+            let (conv, seq) = (msg.conv, msg.seq);
+            let sent = InboxItem::Sent {
+                conv: conv.clone(),
+                seq,
+            };
+            inbox.push((msg.from, sent));
+            inbox.push((to, InboxItem::Msg { conv, seq }));
         }
     }
-    for (user, items) in inbox {
-        store.inbox_append(&user, items)?;
-    }
-    for (shard, conv, seq) in stored {
-        writers[shard].clear_pending(&conv, seq)?;
+    store.inbox_append_many(&inbox, Appending::New)?;
+    for writer in writers {
+        writer.clear_batch_pending()?;
     }
     Ok(())
 }

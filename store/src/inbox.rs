@@ -6,6 +6,7 @@
 //! written (one sled batch per call), so entries appear in `n` order. The
 //! mutex also guards the per-user `last n` cache.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,18 @@ pub enum InboxItem {
     Event(serde_json::Value),
 }
 
+/// Whether the message items of an append may have been appended before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appending {
+    /// First writes, on the live path (a worker's round, a live group fan-out): the replay
+    /// checks, two reads per message item, are skipped. The watermark and the `sent` record
+    /// are written all the same, for a later replay to be checked against.
+    New,
+    /// Possibly again, as recovery after a crash replays fan-outs: items already applied are
+    /// skipped (returned as `None`).
+    Replay,
+}
+
 impl InboxItem {
     /// `(conv, seq)` of a message item.
     fn message_ref(&self) -> Option<(&str, u64)> {
@@ -83,45 +96,103 @@ impl Store {
         items: Vec<InboxItem>,
     ) -> Result<Vec<Option<u64>>, StoreError> {
         check_user(user)?;
-        for (conv, seq) in items.iter().filter_map(InboxItem::message_ref) {
-            check_conv(conv)?;
-            if seq == 0 {
-                return Err(StoreError::InvalidInput(
-                    "message seq must be at least 1".into(),
-                ));
+        let items: Vec<(&str, &InboxItem)> = items.iter().map(|item| (user, item)).collect();
+        check_items(&items)?;
+        self.append_on_shard(self.inbox_shard(user), &items, Appending::Replay)
+    }
+
+    /// [`Store::inbox_append`] for the items of many users at once (a group
+    /// commit's fan-out): the items are grouped by inbox shard and each shard
+    /// gets one atomic sled batch, in shard order; each user's items keep
+    /// their order. Returns the `n` of each item (or `None` for a replay), in
+    /// the order given. sled takes a process-wide exclusive lock for every
+    /// batch, so one batch per shard instead of one per user is what makes a
+    /// busy round cheap.
+    ///
+    /// With [`Appending::New`] the caller guarantees that no message item
+    /// was appended before, and the replay checks are skipped.
+    ///
+    /// Invalid input writes nothing. If a shard's batch fails, the other
+    /// shards are still written and the first error is returned (the caller
+    /// then treats the whole round as not stored: its flush fails too).
+    pub fn inbox_append_many(
+        &self,
+        items: &[(String, InboxItem)],
+        appending: Appending,
+    ) -> Result<Vec<Option<u64>>, StoreError> {
+        let items: Vec<(&str, &InboxItem)> = items
+            .iter()
+            .map(|(user, item)| (user.as_str(), item))
+            .collect();
+        for (user, _) in &items {
+            check_user(user)?;
+        }
+        check_items(&items)?;
+        let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); self.inner.cfg.shards];
+        for (i, (user, _)) in items.iter().enumerate() {
+            by_shard[self.inbox_shard(user)].push(i);
+        }
+        let mut out = vec![None; items.len()];
+        let mut first_error = None;
+        for (shard, indexes) in by_shard.iter().enumerate() {
+            if indexes.is_empty() {
+                continue;
+            }
+            let part: Vec<(&str, &InboxItem)> = indexes.iter().map(|&i| items[i]).collect();
+            match self.append_on_shard(shard, &part, appending) {
+                Ok(ns) => {
+                    for (&i, n) in indexes.iter().zip(ns) {
+                        out[i] = n;
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// Writes checked `(user, item)`s, all of users on inbox shard `shard`,
+    /// in one sled batch under the shard's lock (see [`Store::inbox_append`]).
+    fn append_on_shard(
+        &self,
+        shard: usize,
+        items: &[(&str, &InboxItem)],
+        appending: Appending,
+    ) -> Result<Vec<Option<u64>>, StoreError> {
+        let check = appending == Appending::Replay;
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let shard = self.inbox_shard(user);
         let tree = &self.inner.shards.inbox[shard];
         let mut cache = self.inner.shards.lock_inbox(shard);
-        let last = match cache.get(user) {
-            Some(n) => *n,
-            None => read_inbox_last(tree, user)?,
-        };
-        let mut n = last;
-        let mut marks: HashMap<&str, u64> = HashMap::new();
+        // Per user in this batch: (n before it, last n given).
+        let mut last: HashMap<&str, (u64, u64)> = HashMap::new();
+        let mut marks: HashMap<(&str, &str), u64> = HashMap::new();
+        let mut sent_in_batch: HashSet<(&str, &str, u64)> = HashSet::new();
         let mut writes = sled::Batch::default();
         let mut out = Vec::with_capacity(items.len());
-        let mut sent_in_batch: HashSet<(&str, u64)> = HashSet::new();
-        for item in &items {
+        for &(user, item) in items {
             match item {
                 InboxItem::Msg { conv, seq } => {
-                    let mark = match marks.get(conv.as_str()) {
+                    let mark = match marks.get(&(user, conv.as_str())) {
                         Some(mark) => *mark,
-                        None => read_fanout_mark(tree, user, conv)?,
+                        None if check => read_fanout_mark(tree, user, conv)?,
+                        None => 0,
                     };
                     if *seq <= mark {
                         out.push(None);
                         continue;
                     }
-                    marks.insert(conv, *seq);
+                    marks.insert((user, conv), *seq);
                 }
                 InboxItem::Sent { conv, seq } => {
-                    let known = !sent_in_batch.insert((conv.as_str(), *seq))
-                        || tree.contains_key(sent_key(user, conv, *seq))?;
+                    let known = !sent_in_batch.insert((user, conv.as_str(), *seq))
+                        || (check && tree.contains_key(sent_key(user, conv, *seq))?);
                     if known {
                         out.push(None);
                         continue;
@@ -129,29 +200,45 @@ impl Store {
                 }
                 InboxItem::Event(_) => {}
             }
-            n = n
+            let (_, n) = match last.entry(user) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => {
+                    let before = match cache.get(user) {
+                        Some(n) => *n,
+                        None => read_inbox_last(tree, user)?,
+                    };
+                    entry.insert((before, before))
+                }
+            };
+            *n = n
                 .checked_add(1)
                 .ok_or_else(|| StoreError::Corrupt(format!("inbox of {user:?}: n overflow")))?;
+            let n = *n;
             writes.insert(tag_num_key(TAG_ENTRY, user, n), encode(item)?);
             if let InboxItem::Sent { conv, seq } = item {
                 writes.insert(sent_key(user, conv, *seq), &n.to_be_bytes()[..]);
             }
             out.push(Some(n));
         }
-        if n == last {
+        if last.values().all(|(before, n)| before == n) {
             return Ok(out);
         }
-        for (conv, seq) in marks {
+        for ((user, conv), seq) in marks {
             writes.insert(
                 tag_key(TAG_FANOUT, user, conv.as_bytes()),
                 &seq.to_be_bytes()[..],
             );
         }
         tree.apply_batch(writes)?;
-        if cache.len() >= CACHE_MAX_ENTRIES && !cache.contains_key(user) {
-            cache.clear();
+        for (user, (before, n)) in last {
+            if before == n {
+                continue;
+            }
+            if cache.len() >= CACHE_MAX_ENTRIES && !cache.contains_key(user) {
+                cache.clear();
+            }
+            cache.insert(user.to_owned(), n);
         }
-        cache.insert(user.to_owned(), n);
         Ok(out)
     }
 
@@ -207,6 +294,19 @@ impl Store {
             Some(bytes) => Ok(Some(decode_u64_in(tree, &key, &bytes)?)),
         }
     }
+}
+
+/// Refuses message items with an invalid conversation or seq 0.
+fn check_items(items: &[(&str, &InboxItem)]) -> Result<(), StoreError> {
+    for (conv, seq) in items.iter().filter_map(|(_, item)| item.message_ref()) {
+        check_conv(conv)?;
+        if seq == 0 {
+            return Err(StoreError::InvalidInput(
+                "message seq must be at least 1".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `s user 0x00 conv 0x00 seq`

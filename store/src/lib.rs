@@ -111,7 +111,8 @@
 //! | `devices` | `user_id 0x00 device_id` | JSON [`DeviceRecord`] `{user_id, device_id, created_at, cert_serial, cert_expires_at, revoked_at}` |
 //! | `conv.{shard}` | `'m' conv 0x00 seq` | JSON `{msg_id, from, client_id, ts, content}` ([`StoredMessage`] without `conv`, `seq`, which are in the key) |
 //! | `conv.{shard}` | `'i' sender 0x00 client_id` | fixed: `conv 0x00 seq ts`; idempotency key, `ts` = the message's ts (written-at, for [`ConvWriter::purge_idempotency`]) |
-//! | `conv.{shard}` | `'p' conv 0x00 seq` | fan-out of the message is pending; empty (1:1: the recipients follow from `conv`) or a JSON list of recipient user ids (groups: the members when it was stored) |
+//! | `conv.{shard}` | `'p' conv 0x00 seq` | fan-out of a group entry is pending: JSON list of its recipient user ids (the members when it was stored); databases written before the batch marker also hold empty ones (1:1, the recipients follow from `conv`) |
+//! | `conv.{shard}` | `b"~pending"` | the batch marker: JSON list of `[conv, seq]` whose fan-out is pending and that keep no recipients (1:1 messages), rewritten by each [`ConvWriter::append`] in its own batch and removed by [`ConvWriter::clear_batch_pending`] |
 //! | `conv.{shard}` | `'g' group_id 0x00` | JSON [`GroupRecord`] `{id, name, created_by, created_at, members:[{user, role}]}`, in the shard of `g.{group_id}` |
 //! | `conv.{shard}` | `'r' conv 0x00 user` | JSON [`Watermark`] `{delivered, read}` |
 //! | `inbox.{shard}` | `'e' user 0x00 n` | JSON [`InboxItem`]: `{"sent":{conv,seq}}`, `{"msg":{conv,seq}}` or `{"event":{...}}` |
@@ -144,8 +145,12 @@
 //! - `conv.{shard}` holds the conversations with `conv_shard(conv) == shard`,
 //!   `inbox.{shard}` the users with `inbox_shard(user) == shard`; `shard` is in
 //!   `0..shards`. All trees are opened by [`Store::open`].
-//! - One [`ConvWriter::append`] writes `m`, `i` and `p` of all its messages in
-//!   one batch; the fan-out then writes inbox entries and finally removes `p`.
+//! - One [`ConvWriter::append`] writes `m` and `i` of all its messages and
+//!   their pending marks (`p` per group entry, the batch marker for the rest)
+//!   in one batch; the fan-out then writes inbox entries (one batch per inbox
+//!   shard, [`Store::inbox_append_many`]) and finally removes the marks.
+//!   Because sled recovers a prefix of all writes, only messages still marked
+//!   can lack inbox entries after a crash.
 //! - Idempotency keys live in the conversation's shard: a client id is
 //!   recognised when it is reused for the same conversation (as retries do).
 //! - sled's default tree (`Db` itself) is unused.
@@ -177,7 +182,7 @@ pub use config::{StoreConfig, MAX_FLUSH_EVERY_MS, MAX_SESSION_TTL_SECS, MAX_SHAR
 pub use devices::{DeviceRecord, MAX_CERT_SERIAL_LEN};
 pub use error::StoreError;
 pub use groups::{GroupMember, GroupRecord, GroupRole};
-pub use inbox::InboxItem;
+pub use inbox::{Appending, InboxItem};
 pub use media::{valid_media_id, Blobs, MediaRecord, MEDIA_ID_HEX_LEN};
 pub use messages::{NewMessage, StoredMessage, MAX_CLIENT_ID_LEN};
 pub use push::{PushJob, PushToken, MAX_PUSH_TOKEN_BYTES};

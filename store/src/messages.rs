@@ -20,6 +20,10 @@ pub(crate) const TAG_MSG: u8 = b'm';
 pub(crate) const TAG_IDEM: u8 = b'i';
 /// Key tag: fan-out pending, `p conv 0x00 seq`.
 pub(crate) const TAG_PENDING: u8 = b'p';
+/// The shard's batch marker (the whole key): fan-out pending for the messages it lists. It
+/// sorts after every tagged key, so its sled leaf holds only small receipt watermarks (sled
+/// copies a whole leaf on every write to it).
+pub(crate) const KEY_BATCH_PENDING: &[u8] = b"~pending";
 
 /// Longest sender-chosen message id ([`NewMessage::client_id`]), in bytes.
 pub const MAX_CLIENT_ID_LEN: usize = 64;
@@ -144,6 +148,13 @@ impl ConvWriter {
     /// Like [`ConvWriter::append`], with each message's recipients kept in
     /// its fan-out marker (group messages: the members at the time of the
     /// send), so that recovery after a crash fans out to the same users.
+    ///
+    /// A message with no recipients kept (1:1: they follow from `conv`) gets
+    /// no marker of its own: it is listed in the shard's batch marker (`P`),
+    /// which the same sled batch rewrites with the messages of this append
+    /// added to those still listed. [`ConvWriter::clear_batch_pending`]
+    /// removes it once their fan-out is written, one write per round
+    /// instead of one per message.
     pub fn append_fanout(
         &mut self,
         batch: Vec<(NewMessage, Vec<String>)>,
@@ -164,6 +175,8 @@ impl ConvWriter {
         }
         let mut assigned: HashMap<String, u64> = HashMap::new();
         let mut writes = sled::Batch::default();
+        let mut listed = self.batch_pending.clone();
+        let listed_before = listed.len();
         let mut out = Vec::with_capacity(batch.len());
         for (msg, recipients) in batch {
             let last = match assigned.get(&msg.conv) {
@@ -186,12 +199,14 @@ impl ConvWriter {
                 tag_key(TAG_IDEM, &msg.from, msg.client_id.as_bytes()),
                 encode_idem(&msg.conv, seq, msg.ts),
             );
-            let marker = if recipients.is_empty() {
-                Vec::new()
+            if recipients.is_empty() {
+                listed.push((msg.conv.clone(), seq));
             } else {
-                encode(&recipients)?
-            };
-            writes.insert(tag_num_key(TAG_PENDING, &msg.conv, seq), marker);
+                writes.insert(
+                    tag_num_key(TAG_PENDING, &msg.conv, seq),
+                    encode(&recipients)?,
+                );
+            }
             out.push(StoredMessage {
                 msg_id: msg.msg_id,
                 conv: msg.conv,
@@ -205,7 +220,11 @@ impl ConvWriter {
         for (key, value) in extra {
             writes.insert(key, value);
         }
+        if listed.len() > listed_before {
+            writes.insert(KEY_BATCH_PENDING, encode(&listed)?);
+        }
         self.tree.apply_batch(writes)?;
+        self.batch_pending = listed;
         for (conv, seq) in assigned {
             self.cache_seq(&conv, seq);
         }
@@ -238,12 +257,27 @@ impl ConvWriter {
         Ok(())
     }
 
-    /// Messages whose fan-out is pending (marker `p` still present), in
-    /// `(conv, seq)` order, with the recipients kept by
-    /// [`ConvWriter::append_fanout`] (empty for plain [`ConvWriter::append`]):
-    /// finish them on start-up, then [`ConvWriter::clear_pending`].
+    /// Messages whose fan-out is pending (their marker `p` is present, or
+    /// the batch marker lists them), in `(conv, seq)` order, with the
+    /// recipients kept by [`ConvWriter::append_fanout`] (empty for plain
+    /// [`ConvWriter::append`]): finish them on start-up, then
+    /// [`ConvWriter::clear_pending`] or [`ConvWriter::clear_batch_pending`].
     pub fn pending(&self) -> Result<Vec<(StoredMessage, Vec<String>)>, StoreError> {
         let mut out = Vec::new();
+        for (conv, seq) in &self.batch_pending {
+            let msg_key = tag_num_key(TAG_MSG, conv, *seq);
+            let Some(bytes) = self.tree.get(&msg_key)? else {
+                return Err(corrupt(
+                    &self.tree,
+                    KEY_BATCH_PENDING,
+                    "lists a missing message",
+                ));
+            };
+            out.push((
+                decode_message(&self.tree, &msg_key, conv.clone(), *seq, &bytes)?,
+                Vec::new(),
+            ));
+        }
         for entry in self.tree.scan_prefix([TAG_PENDING]) {
             let (key, marker) = entry?;
             let recipients: Vec<String> = if marker.is_empty() {
@@ -260,13 +294,41 @@ impl ConvWriter {
             let msg = decode_message(&self.tree, &msg_key, conv, seq, &bytes)?;
             out.push((msg, recipients));
         }
+        out.sort_by(|(a, _), (b, _)| (a.conv.as_str(), a.seq).cmp(&(b.conv.as_str(), b.seq)));
         Ok(out)
     }
 
-    /// Removes the fan-out pending marker of `(conv, seq)` (no-op if absent).
-    pub fn clear_pending(&self, conv: &str, seq: u64) -> Result<(), StoreError> {
+    /// Removes the fan-out pending mark of `(conv, seq)`: its marker `p`,
+    /// or its line in the batch marker (no-op if neither).
+    pub fn clear_pending(&mut self, conv: &str, seq: u64) -> Result<(), StoreError> {
         self.check_own_conv(conv)?;
-        self.store.clear_pending(conv, seq)
+        let Some(at) = self
+            .batch_pending
+            .iter()
+            .position(|(c, s)| c == conv && *s == seq)
+        else {
+            return self.store.clear_pending(conv, seq);
+        };
+        let mut rest = self.batch_pending.clone();
+        rest.remove(at);
+        if rest.is_empty() {
+            self.tree.remove(KEY_BATCH_PENDING)?;
+        } else {
+            self.tree.insert(KEY_BATCH_PENDING, encode(&rest)?)?;
+        }
+        self.batch_pending = rest;
+        Ok(())
+    }
+
+    /// Removes the batch marker: the fan-out of every message it lists is
+    /// written. One write, whatever the number of messages (no-op if none).
+    pub fn clear_batch_pending(&mut self) -> Result<(), StoreError> {
+        if self.batch_pending.is_empty() {
+            return Ok(());
+        }
+        self.tree.remove(KEY_BATCH_PENDING)?;
+        self.batch_pending.clear();
+        Ok(())
     }
 
     /// Deletes the idempotency keys written (per [`NewMessage::ts`]) before
@@ -367,6 +429,14 @@ impl Store {
             return Ok(0);
         }
         read_last_seq(self.conv_tree(conv), conv)
+    }
+}
+
+/// The messages listed by a conversation shard's batch marker (none if absent).
+pub(crate) fn read_batch_marker(tree: &sled::Tree) -> Result<Vec<(String, u64)>, StoreError> {
+    match tree.get(KEY_BATCH_PENDING)? {
+        None => Ok(Vec::new()),
+        Some(bytes) => decode_in(tree, KEY_BATCH_PENDING, &bytes),
     }
 }
 

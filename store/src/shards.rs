@@ -125,6 +125,8 @@ pub struct ConvWriter {
     pub(crate) tree: sled::Tree,
     /// conv -> last allocated seq; only ever holds values that are on disk.
     pub(crate) last_seq: HashMap<String, u64>,
+    /// `(conv, seq)` of the messages named by the shard's batch marker (`P`), as on disk.
+    pub(crate) batch_pending: Vec<(String, u64)>,
 }
 
 impl fmt::Debug for ConvWriter {
@@ -198,12 +200,16 @@ impl Store {
                 "conversation shard {shard} already has a writer"
             )));
         }
-        Ok(ConvWriter {
+        let mut writer = ConvWriter {
             store: self.clone(),
             shard,
             tree: shards.conv[shard].clone(),
             last_seq: HashMap::new(),
-        })
+            batch_pending: Vec::new(),
+        };
+        // On error the writer is dropped here, which releases the shard again.
+        writer.batch_pending = crate::messages::read_batch_marker(&writer.tree)?;
+        Ok(writer)
     }
 
     /// The `conv.{shard}` tree of `conv`.

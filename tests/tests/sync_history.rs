@@ -284,3 +284,62 @@ async fn history_is_refused_to_non_members() {
     }
     node.stop().await;
 }
+
+// 1:1 messages whose fan-out a crash cut short: stored in one round (listed by the shard's
+// batch marker), the first one's inbox entries half written, the second's not at all. The next
+// start finishes them: each message once in each inbox, `n` gapless, nothing written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_direct_fan_out_is_finished_on_start() {
+    let node = TestNode::start().await;
+    for user in ["alice", "bob"] {
+        drop(node.user_with_device(user, "phone").await);
+    }
+    let conv = "d.alice.bob".to_owned();
+    let node = node
+        .restart_with(|cfg| {
+            let store = chat_store::Store::open(&cfg.node.data_dir.join("db"), &cfg.store)
+                .expect("opening the stopped node's store");
+            let mut writer = store.conv_writer(store.conv_shard(&conv)).unwrap();
+            let msg = |id: &str, body: &str| chat_store::NewMessage {
+                msg_id: 1,
+                conv: conv.clone(),
+                from: "alice".into(),
+                client_id: id.into(),
+                ts: chat_tests::chat::now_ms(),
+                content: json!({"to": "bob", "body": body}),
+            };
+            writer
+                .append(vec![msg("cut1", "first"), msg("cut2", "second")])
+                .unwrap();
+            // The crash came after alice's copy of the first message.
+            let first = chat_store::InboxItem::Sent {
+                conv: conv.clone(),
+                seq: 1,
+            };
+            store
+                .inbox_append_many(&[("alice".into(), first)], chat_store::Appending::New)
+                .unwrap();
+            drop(writer);
+            store.flush().unwrap();
+        })
+        .await;
+    for (user, kind) in [("alice", "sent"), ("bob", "msg")] {
+        let token = node.login(user, chat_tests::TEST_PASSWORD).await;
+        let enrolment = node.enrol(&token, "tablet").await;
+        let mut dev = ChatDevice::connect_node(&node, &enrolment).await;
+        let events = dev.sync_all(0, 100).await;
+        let got: Vec<(u64, &str, u64, &str)> = events
+            .iter()
+            .map(|e| {
+                let body = e["body"].as_str().unwrap_or_default();
+                (u64_of(e, "n"), str_of(e, "type"), u64_of(e, "seq"), body)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![(1, kind, 1, "first"), (2, kind, 2, "second")],
+            "{user}: {events:?}"
+        );
+    }
+    node.stop().await;
+}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::open_tmp;
-use crate::{InboxItem, StoreError};
+use crate::{Appending, InboxItem, StoreError};
 
 fn msg(conv: &str, seq: u64) -> InboxItem {
     InboxItem::Msg {
@@ -232,4 +232,72 @@ fn corrupt_inbox_bytes_are_an_error() {
         store.inbox_last("bob"),
         Err(StoreError::Corrupt(_))
     ));
+}
+
+#[test]
+fn many_users_at_once_match_one_at_a_time() {
+    let (_dir, store, _) = open_tmp();
+    let (_dir2, one_by_one, _) = open_tmp();
+    // Users on several inbox shards, some with several items, interleaved.
+    let users: Vec<String> = (0..40).map(|i| format!("u{i}")).collect();
+    assert!(
+        users
+            .iter()
+            .map(|u| store.inbox_shard(u))
+            .collect::<HashSet<_>>()
+            .len()
+            > 4
+    );
+    let mut items = Vec::new();
+    for round in 1..=3u64 {
+        for (i, user) in users.iter().enumerate() {
+            let conv = format!("d.{user}.zz");
+            items.push((user.clone(), sent(&conv, round)));
+            if i % 3 == 0 {
+                items.push((user.clone(), msg("g.x", round)));
+            }
+        }
+    }
+    let ns = store.inbox_append_many(&items, Appending::New).unwrap();
+    let mut want = Vec::new();
+    for (user, item) in &items {
+        want.extend(one_by_one.inbox_append(user, vec![item.clone()]).unwrap());
+    }
+    assert_eq!(ns, want, "same n, in the order given");
+    for user in &users {
+        assert_eq!(
+            store.inbox_after(user, 0, 100).unwrap(),
+            one_by_one.inbox_after(user, 0, 100).unwrap()
+        );
+    }
+    assert_eq!(store.sent_n("u1", "d.u1.zz", 2).unwrap(), Some(2));
+    // A replay of the same items (recovery) is skipped whole, with no gap.
+    let again = store.inbox_append_many(&items, Appending::Replay).unwrap();
+    assert!(again.iter().all(Option::is_none), "{again:?}");
+    assert_eq!(store.inbox_last("u0").unwrap(), 6);
+    // New items after it continue the numbering, the watermark written by `New` holds.
+    let next = vec![
+        ("u0".to_owned(), msg("g.x", 3)),
+        ("u0".to_owned(), msg("g.x", 4)),
+    ];
+    assert_eq!(
+        store.inbox_append_many(&next, Appending::Replay).unwrap(),
+        vec![None, Some(7)]
+    );
+    // Invalid input anywhere writes nothing.
+    let bad = vec![
+        ("u1".to_owned(), msg("g.x", 9)),
+        ("Bad".to_owned(), msg("g.x", 9)),
+    ];
+    assert!(matches!(
+        store.inbox_append_many(&bad, Appending::New),
+        Err(StoreError::InvalidInput(_))
+    ));
+    let zero = vec![("u1".to_owned(), msg("g.x", 0))];
+    assert!(store.inbox_append_many(&zero, Appending::New).is_err());
+    assert_eq!(store.inbox_last("u1").unwrap(), 3);
+    assert_eq!(
+        store.inbox_append_many(&[], Appending::New).unwrap(),
+        Vec::new()
+    );
 }

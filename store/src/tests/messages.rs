@@ -206,6 +206,64 @@ fn history_pages_newest_first() {
     assert_eq!(msgs[0].client_id, "other");
 }
 
+/// `(conv, seq)` of what `pending` lists.
+fn pending_of(w: &ConvWriter) -> Vec<(String, u64)> {
+    w.pending()
+        .unwrap()
+        .into_iter()
+        .map(|(m, _)| (m.conv, m.seq))
+        .collect()
+}
+
+#[test]
+fn batch_marker_lists_unfinished_appends_until_cleared_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open_in(dir.path(), &test_config());
+    let mut c = convs_on_shard(&store, 4, 2);
+    c.sort();
+    let mut w = store.conv_writer(4).unwrap();
+    // 1:1 messages keep no marker of their own: the batch marker lists them.
+    w.append(vec![new_msg(&c[1], "a", "1"), new_msg(&c[0], "a", "2")])
+        .unwrap();
+    {
+        let tree = store.shard_tree("conv", 4).unwrap();
+        assert_eq!(tree.scan_prefix(b"p").count(), 0);
+        assert!(tree
+            .contains_key(crate::messages::KEY_BATCH_PENDING)
+            .unwrap());
+    }
+    // A second append before the first was cleared keeps both (a round that failed).
+    w.append(vec![new_msg(&c[1], "a", "3")]).unwrap();
+    // A group entry beside them keeps its own marker with its recipients.
+    w.append_fanout(vec![(new_msg(&c[0], "a", "4"), vec!["bob".to_owned()])])
+        .unwrap();
+    let want = vec![
+        (c[0].clone(), 1),
+        (c[0].clone(), 2),
+        (c[1].clone(), 1),
+        (c[1].clone(), 2),
+    ];
+    assert_eq!(pending_of(&w), want);
+    // A crash now: a new writer (after a reopen) finds the same.
+    drop(w);
+    store.flush().unwrap();
+    drop(store);
+    let (store, _) = open_in(dir.path(), &test_config());
+    let mut w = store.conv_writer(4).unwrap();
+    assert_eq!(pending_of(&w), want);
+    // One write clears the batch marker; the group entry's marker stays for its fan-out.
+    w.clear_batch_pending().unwrap();
+    assert_eq!(pending_of(&w), vec![(c[0].clone(), 2)]);
+    w.clear_batch_pending().unwrap();
+    store.clear_pending(&c[0], 2).unwrap();
+    assert!(pending_of(&w).is_empty());
+    let tree = store.shard_tree("conv", 4).unwrap();
+    assert!(!tree
+        .contains_key(crate::messages::KEY_BATCH_PENDING)
+        .unwrap());
+    assert_eq!(store.last_seq(&c[1]).unwrap(), 2);
+}
+
 #[test]
 fn pending_markers_listed_then_cleared() {
     let (_dir, store, _) = open_tmp();
