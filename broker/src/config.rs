@@ -11,11 +11,11 @@ pub struct BrokerConfig {
     /// Address of the plaintext development listener, off unless set. Clients authenticate with
     /// username = user id and password = a session token. Traffic is unencrypted: keep it on loopback.
     pub plaintext_listen: Option<String>,
-    /// Number of rumqttd routers users are spread over (by a hash of the user id). rumqttd
-    /// matches every topic against every filter of its router, so more partitions mean less
-    /// work per connect and per new topic; each router is one thread. Default 32: a connect
-    /// storm of 10,000 devices took 151 s with 4 and 23 s with 32 (docs/BENCHMARKS.md), while
-    /// the CPU per message moved by less than the noise of the measurement.
+    /// Number of rumqttd routers users are spread over (by a hash of the user id), 1..=64;
+    /// each is a router thread plus a bridge publishing thread. Default twice the CPUs, 2..=16
+    /// ([`default_partitions`]). With the patched router (third_party/README.md) a device's
+    /// topics are looked up, not matched against every filter, so partitions no longer buy
+    /// connect-storm speed; more threads than cores only cost throughput (docs/BENCHMARKS.md).
     pub partitions: usize,
     /// Most simultaneous device connections (including those still handshaking). Extra
     /// connections are closed at once. Each needs a file descriptor: raise `ulimit -n` to match.
@@ -43,12 +43,18 @@ pub struct BrokerConfig {
     pub max_inflight_in: u16,
 }
 
+/// Default router partition count: twice the CPUs the process may use, at least 2, at most 16.
+pub fn default_partitions() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    (cpus * 2).clamp(2, 16)
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             listen: "127.0.0.1:8883".to_owned(),
             plaintext_listen: None,
-            partitions: 32,
+            partitions: default_partitions(),
             max_connections: 20_000,
             handshake_timeout_ms: 10_000,
             connect_timeout_ms: 10_000,

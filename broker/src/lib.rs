@@ -31,7 +31,7 @@ pub mod rules;
 mod server;
 pub mod stats;
 
-pub use config::BrokerConfig;
+pub use config::{default_partitions, BrokerConfig};
 pub use routers::partition_of;
 pub use rumqttd::local::{LinkRx, LinkTx};
 pub use rumqttd::protocol::{Packet, Publish};

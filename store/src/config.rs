@@ -21,9 +21,13 @@ pub const MAX_SESSION_TTL_SECS: u64 = 10 * 365 * 24 * 60 * 60;
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// Number of message shards (trees `conv.{shard}` and `inbox.{shard}`
-    /// of the messaging layer), 1..=1024. Default 16. Recorded in the database on
-    /// first open; reopening with a different value is refused because
-    /// messages are placed by shard.
+    /// of the messaging layer, one bridge worker thread each), 0..=1024.
+    /// Recorded in the database on first open; reopening with a different
+    /// value is refused because messages are placed by shard. Default 0,
+    /// "auto": the count an existing database was created with, and for a
+    /// new one [`default_shards`] (twice the CPUs, 2..=16). More shards than
+    /// cores cost throughput: on 2 cores 16 shards stored 25% fewer messages
+    /// per second than 4 (docs/BENCHMARKS.md).
     pub shards: usize,
     /// Group-commit interval of the messaging layer's single flusher, in
     /// milliseconds, 1..=10000. Default 2. Account writes (users, sessions,
@@ -43,7 +47,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            shards: 16,
+            shards: 0,
             flush_every_ms: 2,
             cache_capacity_mb: 256,
             password_memory_kib: 19_456,
@@ -58,9 +62,9 @@ impl StoreConfig {
     /// accepted by the argon2 crate. Returns [`StoreError::Config`] naming the
     /// offending field.
     pub fn validate(&self) -> Result<(), StoreError> {
-        if !(1..=MAX_SHARDS).contains(&self.shards) {
+        if self.shards > MAX_SHARDS {
             return Err(cfg_err(format!(
-                "shards must be in 1..={MAX_SHARDS}, got {}",
+                "shards must be in 0..={MAX_SHARDS} (0: auto), got {}",
                 self.shards
             )));
         }
@@ -101,6 +105,13 @@ impl StoreConfig {
             },
         )
     }
+}
+
+/// The shard count of a new database when `shards` is 0: twice the CPUs the
+/// process may use, at least 2 and at most 16.
+pub fn default_shards() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    (cpus * 2).clamp(2, 16)
 }
 
 fn cfg_err(msg: String) -> StoreError {

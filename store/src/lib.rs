@@ -178,7 +178,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use config::{StoreConfig, MAX_FLUSH_EVERY_MS, MAX_SESSION_TTL_SECS, MAX_SHARDS};
+pub use config::{
+    default_shards, StoreConfig, MAX_FLUSH_EVERY_MS, MAX_SESSION_TTL_SECS, MAX_SHARDS,
+};
 pub use devices::{DeviceRecord, MAX_CERT_SERIAL_LEN};
 pub use error::StoreError;
 pub use groups::{GroupMember, GroupRecord, GroupRole};
@@ -326,6 +328,7 @@ impl Store {
         cfg.validate()?;
         let argon2_params = cfg.argon2_params()?;
         let db = open_db(dir, cfg)?;
+        let cfg = &resolve_shards(&db, cfg)?;
         check_meta(&db, cfg)?;
         let dummy_hash = users::dummy_hash(&argon2_params)?;
         let inner = Inner {
@@ -451,6 +454,20 @@ fn system_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// `cfg` with `shards` 0 ("auto") replaced by the count the database was
+/// created with, or for a new database by [`default_shards`].
+fn resolve_shards(db: &sled::Db, cfg: &StoreConfig) -> Result<StoreConfig, StoreError> {
+    let mut cfg = cfg.clone();
+    if cfg.shards == 0 {
+        let meta = db.open_tree(TREE_META)?;
+        cfg.shards = match meta.get(META_SHARDS)? {
+            Some(bytes) => codec::decode_u32(TREE_META, META_SHARDS, &bytes)? as usize,
+            None => default_shards(),
+        };
+    }
+    Ok(cfg)
 }
 
 /// Writes `meta` on first open; afterwards checks schema version and shard

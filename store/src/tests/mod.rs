@@ -26,6 +26,7 @@ pub(crate) fn test_config() -> StoreConfig {
         password_memory_kib: 256,
         password_iterations: 1,
         cache_capacity_mb: 8,
+        shards: 16,
         ..StoreConfig::default()
     }
 }

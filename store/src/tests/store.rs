@@ -76,10 +76,6 @@ fn validate_rejects_bad_values() {
     assert!(test_config().validate().is_ok());
     let bad = [
         StoreConfig {
-            shards: 0,
-            ..test_config()
-        },
-        StoreConfig {
             shards: 1025,
             ..test_config()
         },
@@ -114,7 +110,7 @@ fn validate_rejects_bad_values() {
             "{cfg:?}"
         );
     }
-    for shards in [1, 1024] {
+    for shards in [0, 1, 1024] {
         let cfg = StoreConfig {
             shards,
             ..test_config()
@@ -127,7 +123,7 @@ fn validate_rejects_bad_values() {
 fn open_rejects_invalid_config() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = StoreConfig {
-        shards: 0,
+        shards: 1025,
         ..test_config()
     };
     assert!(matches!(
@@ -140,7 +136,7 @@ fn open_rejects_invalid_config() {
 fn config_serde_defaults_and_unknown_fields() {
     let cfg: StoreConfig = serde_json::from_str("{}").unwrap();
     assert_eq!(cfg, StoreConfig::default());
-    assert_eq!(cfg.shards, 16);
+    assert_eq!(cfg.shards, 0);
     assert_eq!(cfg.flush_every_ms, 2);
     assert_eq!(cfg.cache_capacity_mb, 256);
     assert_eq!(cfg.password_memory_kib, 19_456);
@@ -151,6 +147,24 @@ fn config_serde_defaults_and_unknown_fields() {
     assert!(serde_json::from_str::<StoreConfig>(r#"{"shard": 4}"#).is_err());
     let round: StoreConfig = serde_json::from_str(&serde_json::to_string(&cfg).unwrap()).unwrap();
     assert_eq!(round, cfg);
+}
+
+#[test]
+fn auto_shards_take_the_database_count_or_the_machine_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let auto = StoreConfig {
+        shards: 0,
+        ..test_config()
+    };
+    let (store, _) = open_in(dir.path(), &auto);
+    assert_eq!(store.config().shards, crate::default_shards());
+    assert!((2..=16).contains(&store.config().shards));
+    drop(store);
+    // A database created with another count keeps it under "auto".
+    let dir = tempfile::tempdir().unwrap();
+    drop(open_in(dir.path(), &test_config()));
+    let (store, _) = open_in(dir.path(), &auto);
+    assert_eq!(store.config().shards, 16);
 }
 
 #[test]
