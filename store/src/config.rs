@@ -25,9 +25,11 @@ pub struct StoreConfig {
     /// Recorded in the database on first open; reopening with a different
     /// value is refused because messages are placed by shard. Default 0,
     /// "auto": the count an existing database was created with, and for a
-    /// new one [`default_shards`] (twice the CPUs, 2..=16). More shards than
-    /// cores cost throughput: on 2 cores 16 shards stored 25% fewer messages
-    /// per second than 4 (docs/BENCHMARKS.md).
+    /// new one [`default_shards`] (half the CPUs, 1..=16). sled 0.34 runs
+    /// every write batch under one process-wide lock, so workers beyond that
+    /// mostly wait for each other: on 2 cores one shard stored 2,930 msg/s
+    /// with p99 9 ms at half load, four 2,410 msg/s with p99 39 ms, sixteen
+    /// 1,388 msg/s (docs/BENCHMARKS.md).
     pub shards: usize,
     /// Group-commit interval of the messaging layer's single flusher, in
     /// milliseconds, 1..=10000. Default 2. Account writes (users, sessions,
@@ -107,11 +109,12 @@ impl StoreConfig {
     }
 }
 
-/// The shard count of a new database when `shards` is 0: twice the CPUs the
-/// process may use, at least 2 and at most 16.
+/// The shard count of a new database when `shards` is 0: half the CPUs the
+/// process may use, at least 1 and at most 16 (measured on 2 cores only:
+/// see [`StoreConfig::shards`]).
 pub fn default_shards() -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    (cpus * 2).clamp(2, 16)
+    (cpus / 2).clamp(1, 16)
 }
 
 fn cfg_err(msg: String) -> StoreError {

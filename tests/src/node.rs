@@ -134,6 +134,10 @@ impl TestNode {
         cfg.store.password_memory_kib = 256;
         cfg.store.password_iterations = 1;
         cfg.store.cache_capacity_mb = 16;
+        // Several shard workers and router partitions whatever the machine (the defaults follow
+        // the CPU count, one shard on 2 cores), so that the suites cross shards and partitions.
+        cfg.store.shards = 4;
+        cfg.mqtt.partitions = 4;
         // Suites push thousands of messages from one user; the rate-limit suite turns them on.
         cfg.limits.requests_per_sec = 0.0;
         cfg.limits.sends_per_sec = 0.0;
