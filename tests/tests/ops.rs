@@ -108,7 +108,11 @@ async fn metrics_parse_and_counters_move_with_traffic() {
     assert_eq!(s["requests"]["send"], MESSAGES as u64);
     assert_eq!(s["latency"]["send_to_sent"]["count"], MESSAGES as u64);
     assert!(s["latency"]["send_to_sent"]["p99_ms"].as_f64().unwrap() > 0.0);
-    assert_eq!(s["shards"].as_array().unwrap().len(), 4, "TestNode's shards");
+    assert_eq!(
+        s["shards"].as_array().unwrap().len(),
+        4,
+        "TestNode's shards"
+    );
     // The sampler records the burst as messages per second within a couple of seconds.
     eventually("a sample with messages per second", async || {
         let s = node.admin(Method::GET, "/admin/v1/stats").await.body;
