@@ -176,7 +176,8 @@ where
         },
         props,
     );
-    let mut scratch = BytesMut::with_capacity(4096);
+    // Grows to the largest batch written; idle connections keep it small.
+    let mut scratch = BytesMut::with_capacity(256);
     if write_all(&codec, &mut wr, [connack], &mut scratch)
         .await
         .is_err()

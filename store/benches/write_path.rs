@@ -1,7 +1,8 @@
 //! The store's share of a 1:1 message, as the bridge does it: a group-commit batch of
-//! messages appended to their conversation shard (message, idempotency key, fan-out
-//! marker), one inbox entry for the recipient (`msg`) and one for the sender (`sent`),
-//! the marker cleared; with and without the durable flush at the end of the batch.
+//! messages appended to their conversation shards (message, idempotency key, the shard's
+//! batch marker), every inbox entry of the batch (the recipient's `msg` and the sender's
+//! `sent`) in one call, the batch markers cleared; with and without the durable flush at the
+//! end of the batch.
 //! Reported per message (criterion's "elements"). Run with
 //! `cargo bench -p chat-store --bench write_path`.
 
@@ -10,7 +11,7 @@
 use std::cell::Cell;
 use std::hint::black_box;
 
-use chat_store::{ConvWriter, InboxItem, NewMessage, Store, StoreConfig};
+use chat_store::{Appending, ConvWriter, InboxItem, NewMessage, Store, StoreConfig};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 /// Messages per group commit (the bridge's rounds are up to this size under load).
@@ -33,7 +34,7 @@ impl Bench {
             ..StoreConfig::default()
         };
         let store = Store::open(&dir.path().join("db"), &cfg).unwrap();
-        let writers = (0..cfg.shards)
+        let writers = (0..store.config().shards)
             .map(|s| store.conv_writer(s).unwrap())
             .collect();
         Bench {
@@ -43,32 +44,36 @@ impl Bench {
         }
     }
 
-    /// Appends the batch shard by shard and writes both inboxes of every message.
+    /// What the bridge's shard workers do with a round: append each shard's messages, write
+    /// every inbox entry (sender's `sent`, recipient's `msg`) in one call, clear the batch
+    /// markers.
     fn write(&mut self, batch: Vec<NewMessage>) {
-        let mut by_shard: Vec<Vec<(NewMessage, Vec<String>)>> =
+        let mut by_shard: Vec<Vec<NewMessage>> =
             (0..self.writers.len()).map(|_| Vec::new()).collect();
         for m in batch {
-            by_shard[self.store.conv_shard(&m.conv)].push((m, Vec::new()));
+            by_shard[self.store.conv_shard(&m.conv)].push(m);
         }
+        let mut inbox = Vec::new();
         for (shard, msgs) in by_shard.into_iter().enumerate() {
             if msgs.is_empty() {
                 continue;
             }
-            let stored = self.writers[shard].append_fanout(msgs).unwrap();
-            for m in stored {
+            for m in self.writers[shard].append(msgs).unwrap() {
                 let to = m.content["to"].as_str().unwrap().to_owned();
-                let item = InboxItem::Msg {
-                    conv: m.conv.clone(),
-                    seq: m.seq,
+                let (conv, seq) = (m.conv, m.seq);
+                let sent = InboxItem::Sent {
+                    conv: conv.clone(),
+                    seq,
                 };
-                self.store.inbox_append(&to, vec![item]).unwrap();
-                let item = InboxItem::Sent {
-                    conv: m.conv.clone(),
-                    seq: m.seq,
-                };
-                self.store.inbox_append(&m.from, vec![item]).unwrap();
-                self.writers[shard].clear_pending(&m.conv, m.seq).unwrap();
+                inbox.push((m.from, sent));
+                inbox.push((to, InboxItem::Msg { conv, seq }));
             }
+        }
+        self.store
+            .inbox_append_many(&inbox, Appending::New)
+            .unwrap();
+        for writer in &mut self.writers {
+            writer.clear_batch_pending().unwrap();
         }
     }
 }

@@ -336,7 +336,8 @@ impl LinkRx {
             router_tx,
             router_rx,
             send_buffer: outgoing_data_buffer,
-            cache: VecDeque::with_capacity(100),
+            // chatd patch: grows with use (was 100 notifications of 248 bytes per connection).
+            cache: VecDeque::with_capacity(4),
         }
     }
 

@@ -16,6 +16,12 @@ use crate::{
 use super::{Forward, IncomingMeter, OutgoingMeter};
 
 const MAX_INFLIGHT: usize = 100;
+
+/// chatd patch: queues start this small and grow with use (they keep what they grew to). They
+/// were allocated whole for every connection (200 packets of 392 bytes, 200 notifications of
+/// 248 bytes, two 100-entry queues): ~140 KiB per connection, idle or not
+/// (third_party/README.md).
+const INITIAL_QUEUE: usize = 4;
 const MAX_PKID: u16 = MAX_INFLIGHT as u16;
 
 #[derive(Debug)]
@@ -32,7 +38,7 @@ impl Incoming {
     #[inline]
     pub(crate) fn new(client_id: String) -> Self {
         Self {
-            buffer: Arc::new(Mutex::new(VecDeque::with_capacity(MAX_CHANNEL_CAPACITY))),
+            buffer: Arc::new(Mutex::new(VecDeque::with_capacity(INITIAL_QUEUE))),
             meter: Default::default(),
             client_id,
         }
@@ -72,13 +78,9 @@ impl Outgoing {
     #[inline]
     pub(crate) fn new(client_id: String) -> (Self, Receiver<()>) {
         let (handle, rx) = flume::bounded(MAX_CHANNEL_CAPACITY);
-        let data_buffer = VecDeque::with_capacity(MAX_CHANNEL_CAPACITY);
-        let inflight_buffer = VecDeque::with_capacity(MAX_INFLIGHT);
-        let unacked_pubrels = VecDeque::with_capacity(MAX_INFLIGHT);
-
-        // Ensure that there won't be any new allocations
-        assert!(MAX_INFLIGHT <= inflight_buffer.capacity());
-        assert!(MAX_CHANNEL_CAPACITY <= data_buffer.capacity());
+        let data_buffer = VecDeque::with_capacity(INITIAL_QUEUE);
+        let inflight_buffer = VecDeque::with_capacity(INITIAL_QUEUE);
+        let unacked_pubrels = VecDeque::with_capacity(INITIAL_QUEUE);
 
         let outgoing = Self {
             client_id,

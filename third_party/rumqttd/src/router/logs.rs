@@ -413,9 +413,11 @@ pub struct AckLog {
 impl AckLog {
     /// New log
     pub fn new() -> AckLog {
+        // chatd patch: grow with use (was 2 x 100 acks, ~24 KiB, allocated for every
+        // connection; third_party/README.md).
         AckLog {
-            committed: VecDeque::with_capacity(100),
-            recorded: VecDeque::with_capacity(100),
+            committed: VecDeque::with_capacity(4),
+            recorded: VecDeque::with_capacity(4),
         }
     }
 

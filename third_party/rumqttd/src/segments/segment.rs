@@ -23,20 +23,22 @@ pub(crate) enum SegmentPosition {
     Done(u64),
 }
 
+// chatd patch: segments start empty and grow with use (was room for 1,024 publishes, ~100 KiB,
+// for each filter's first segment: every device has two filters; third_party/README.md).
 impl<T> Segment<T>
 where
     T: Storage + Clone,
 {
     pub(crate) fn with_offset(absolute_offset: u64) -> Self {
         Self {
-            data: Vec::with_capacity(1024),
+            data: Vec::new(),
             absolute_offset,
             total_size: 0,
         }
     }
     pub(crate) fn new() -> Self {
         Self {
-            data: Vec::with_capacity(1024),
+            data: Vec::new(),
             absolute_offset: 0,
             total_size: 0,
         }
