@@ -6,8 +6,6 @@ use crate::StoreError;
 
 /// Largest accepted number of message shards.
 pub const MAX_SHARDS: usize = 1024;
-/// Largest accepted group-commit interval (10 s).
-pub const MAX_FLUSH_EVERY_MS: u64 = 10_000;
 /// Largest accepted session lifetime (10 years).
 pub const MAX_SESSION_TTL_SECS: u64 = 10 * 365 * 24 * 60 * 60;
 
@@ -31,10 +29,6 @@ pub struct StoreConfig {
     /// with p99 9 ms at half load, four 2,410 msg/s with p99 39 ms, sixteen
     /// 1,388 msg/s (docs/BENCHMARKS.md).
     pub shards: usize,
-    /// Group-commit interval of the messaging layer's single flusher, in
-    /// milliseconds, 1..=10000. Default 2. Account writes (users, sessions,
-    /// devices) do not use it: they flush synchronously.
-    pub flush_every_ms: u64,
     /// Size of sled's page cache in MiB, at least 1. Default 256.
     pub cache_capacity_mb: u64,
     /// Argon2id memory cost (`m_cost`) in KiB for password hashes, at least 8.
@@ -50,7 +44,6 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             shards: 0,
-            flush_every_ms: 2,
             cache_capacity_mb: 256,
             password_memory_kib: 19_456,
             password_iterations: 2,
@@ -68,12 +61,6 @@ impl StoreConfig {
             return Err(cfg_err(format!(
                 "shards must be in 0..={MAX_SHARDS} (0: auto), got {}",
                 self.shards
-            )));
-        }
-        if !(1..=MAX_FLUSH_EVERY_MS).contains(&self.flush_every_ms) {
-            return Err(cfg_err(format!(
-                "flush_every_ms must be in 1..={MAX_FLUSH_EVERY_MS}, got {}",
-                self.flush_every_ms
             )));
         }
         if self.cache_capacity_mb == 0 || self.cache_capacity_mb.checked_mul(1 << 20).is_none() {

@@ -63,9 +63,10 @@
 //!
 //! Messaging writes (messages, inbox entries, receipts, fan-out markers,
 //! idempotency keys, last-seen times) never flush: they are durable only
-//! after the next [`Store::flush`], which the bridge's single group-commit
-//! flusher calls every [`StoreConfig::flush_every_ms`] for all writes made
-//! since the last one; it reports a message as `sent` only after that flush.
+//! after the next [`Store::flush`]. The bridge's single group-commit flusher
+//! calls it as soon as a writer asks, once for every request waiting (so the
+//! time one flush takes is the window in which the next batch gathers); a
+//! message is reported as `sent` only after its flush.
 //! Never flush from several threads at once: with sled 0.34.7, `flush_async`
 //! called from several tasks at once can deadlock. A flush survives a crash
 //! of the process; power loss can additionally lose writes that had not yet
@@ -178,9 +179,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use config::{
-    default_shards, StoreConfig, MAX_FLUSH_EVERY_MS, MAX_SESSION_TTL_SECS, MAX_SHARDS,
-};
+pub use config::{default_shards, StoreConfig, MAX_SESSION_TTL_SECS, MAX_SHARDS};
 pub use devices::{DeviceRecord, MAX_CERT_SERIAL_LEN};
 pub use error::StoreError;
 pub use groups::{GroupMember, GroupRecord, GroupRole};

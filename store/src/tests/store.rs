@@ -80,10 +80,6 @@ fn validate_rejects_bad_values() {
             ..test_config()
         },
         StoreConfig {
-            flush_every_ms: 0,
-            ..test_config()
-        },
-        StoreConfig {
             cache_capacity_mb: 0,
             ..test_config()
         },
@@ -137,7 +133,6 @@ fn config_serde_defaults_and_unknown_fields() {
     let cfg: StoreConfig = serde_json::from_str("{}").unwrap();
     assert_eq!(cfg, StoreConfig::default());
     assert_eq!(cfg.shards, 0);
-    assert_eq!(cfg.flush_every_ms, 2);
     assert_eq!(cfg.cache_capacity_mb, 256);
     assert_eq!(cfg.password_memory_kib, 19_456);
     assert_eq!(cfg.password_iterations, 2);
