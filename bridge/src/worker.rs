@@ -155,7 +155,7 @@ struct Round {
     received: Vec<Instant>,
     /// Retried sends, answered with their original `sent` after the flush.
     retries: Vec<(Origin, String)>,
-    /// Group entries for the fan-out queue once flushed.
+    /// Group entries for the fan-out queue, handed off when the round's writes are done.
     handoff: Vec<FanoutJob>,
     /// Answers (`ok`) to send once flushed: (user, device, payload).
     answers: Vec<(Origin, Vec<u8>)>,
@@ -250,18 +250,21 @@ impl Worker {
             }
         }
         self.store_sends(&mut round);
+        // Group entries go to the fan-out queue before this round's flush: their inbox writes
+        // overlap it, and the fan-out's own flush (which publishes nothing before it succeeds)
+        // covers these messages too, since sled makes a prefix of all writes durable.
+        for job in std::mem::take(&mut round.handoff) {
+            self.hand_off(job);
+        }
         if let Err(e) = services.flusher.flush() {
             // Nothing is acknowledged: the client retries with the same id and gets the same
-            // message. Group entries still go to the fan-out queue, which flushes again.
+            // message. The fan-out queue flushes again before it publishes anything.
             error!(error = %e, "group commit failed");
             for (origin, id) in &round.written {
                 unavailable(&services, origin, id);
             }
             for (origin, _) in &round.answers {
                 services.error(origin, None, ErrorCode::Unavailable, "storage unavailable");
-            }
-            for job in round.handoff {
-                self.hand_off(job);
             }
             return;
         }
@@ -280,9 +283,6 @@ impl Worker {
         }
         if let Err(e) = self.writer.clear_batch_pending() {
             warn!(error = %e, "clearing the batch marker failed");
-        }
-        for job in round.handoff {
-            self.hand_off(job);
         }
         for (origin, payload) in round.answers {
             services

@@ -1,5 +1,6 @@
 //! Per-user inboxes in the inbox shard trees `inbox.{shard}` (key tags `e`,
-//! `w`, `s`). `n` is gapless from 1 per user.
+//! `c`, `s`; `w` in data written before `c` existed). `n` is gapless from 1
+//! per user.
 //!
 //! Writers of one inbox shard are serialised by a mutex per shard held in the
 //! store's shared state; under it `n` is allocated and the entries are
@@ -20,7 +21,12 @@ use crate::{valid_id, Store, StoreError};
 
 /// Key tag: inbox entry, `e user 0x00 n`.
 pub(crate) const TAG_ENTRY: u8 = b'e';
-/// Key tag: fan-out watermark, `w user 0x00 conv`.
+/// Key tag: fan-out watermark of a conversation on this inbox shard, `c conv`:
+/// the highest seq whose `Msg` items all went into this shard.
+pub(crate) const TAG_CONV_MARK: u8 = b'c';
+/// Key tag: the per-user fan-out watermark `w user 0x00 conv` that data
+/// written before [`TAG_CONV_MARK`] holds; still honoured on replay, no
+/// longer written.
 pub(crate) const TAG_FANOUT: u8 = b'w';
 /// Key tag: the `n` of a user's own message, `s user 0x00 conv 0x00 seq`.
 pub(crate) const TAG_SENT: u8 = b's';
@@ -78,11 +84,14 @@ impl Store {
     ///
     /// Message items (`Sent`, `Msg`) are applied at most once, so replaying
     /// a fan-out after a crash is harmless (a replayed item gets `None` and
-    /// uses no `n`). For `Msg` items a fan-out watermark per `(user, conv)`
-    /// records the highest seq applied and an item with `seq <=` it is a
-    /// replay, so the `Msg` items of one `(user, conv)` must be appended in
-    /// increasing `seq` order (the conversation's single writer and its
-    /// fan-out queue do that). A `Sent` item records its `n` for
+    /// uses no `n`). For `Msg` items a fan-out watermark per conversation
+    /// and inbox shard records the highest seq applied and an item with
+    /// `seq <=` it is a replay. So the `Msg` items of one conversation must
+    /// be appended in increasing `seq` order, and all the `Msg` items of one
+    /// `(conv, seq)` for the users of one inbox shard in the same call (the
+    /// conversation's single writer and its fan-out queue do both: one
+    /// watermark per shard instead of one per member is what keeps a group
+    /// fan-out at one write per member). A `Sent` item records its `n` for
     /// [`Store::sent_n`], and that record is what marks it as applied; so a
     /// user's own messages may be written ahead of the `Msg` items of the
     /// same conversation still queued for them.
@@ -172,23 +181,36 @@ impl Store {
         let mut cache = self.inner.shards.lock_inbox(shard);
         // Per user in this batch: (n before it, last n given).
         let mut last: HashMap<&str, (u64, u64)> = HashMap::new();
-        let mut marks: HashMap<(&str, &str), u64> = HashMap::new();
+        // Per conversation: the watermark before this batch (read on replay only).
+        let mut before: HashMap<&str, u64> = HashMap::new();
+        // Per conversation: the highest seq written by this batch.
+        let mut marks: HashMap<&str, u64> = HashMap::new();
+        // Per (user, conv) in this batch: the highest seq given to the user.
+        let mut given: HashMap<(&str, &str), u64> = HashMap::new();
         let mut sent_in_batch: HashSet<(&str, &str, u64)> = HashSet::new();
         let mut writes = sled::Batch::default();
         let mut out = Vec::with_capacity(items.len());
         for &(user, item) in items {
             match item {
                 InboxItem::Msg { conv, seq } => {
-                    let mark = match marks.get(&(user, conv.as_str())) {
+                    let mark = match given.get(&(user, conv.as_str())) {
                         Some(mark) => *mark,
-                        None if check => read_fanout_mark(tree, user, conv)?,
+                        None if check => {
+                            let shard_mark = match before.entry(conv) {
+                                Entry::Occupied(e) => *e.get(),
+                                Entry::Vacant(e) => *e.insert(read_conv_mark(tree, conv)?),
+                            };
+                            shard_mark.max(read_legacy_mark(tree, user, conv)?)
+                        }
                         None => 0,
                     };
                     if *seq <= mark {
                         out.push(None);
                         continue;
                     }
-                    marks.insert((user, conv), *seq);
+                    given.insert((user, conv), *seq);
+                    let high = marks.entry(conv).or_insert(0);
+                    *high = (*high).max(*seq);
                 }
                 InboxItem::Sent { conv, seq } => {
                     let known = !sent_in_batch.insert((user, conv.as_str(), *seq))
@@ -223,11 +245,10 @@ impl Store {
         if last.values().all(|(before, n)| before == n) {
             return Ok(out);
         }
-        for ((user, conv), seq) in marks {
-            writes.insert(
-                tag_key(TAG_FANOUT, user, conv.as_bytes()),
-                &seq.to_be_bytes()[..],
-            );
+        for (conv, seq) in marks {
+            // Never lowered (only a replay can give an older seq).
+            let seq = seq.max(before.get(conv).copied().unwrap_or(0));
+            writes.insert(conv_mark_key(conv), &seq.to_be_bytes()[..]);
         }
         tree.apply_batch(writes)?;
         for (user, (before, n)) in last {
@@ -329,10 +350,26 @@ fn read_inbox_last(tree: &sled::Tree, user: &str) -> Result<u64, StoreError> {
     }
 }
 
-fn read_fanout_mark(tree: &sled::Tree, user: &str, conv: &str) -> Result<u64, StoreError> {
-    let key = tag_key(TAG_FANOUT, user, conv.as_bytes());
-    match tree.get(&key)? {
+/// `c conv`
+fn conv_mark_key(conv: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + conv.len());
+    key.push(TAG_CONV_MARK);
+    key.extend_from_slice(conv.as_bytes());
+    key
+}
+
+fn read_conv_mark(tree: &sled::Tree, conv: &str) -> Result<u64, StoreError> {
+    read_u64(tree, &conv_mark_key(conv))
+}
+
+/// The per-user watermark of data written before the per-shard one.
+fn read_legacy_mark(tree: &sled::Tree, user: &str, conv: &str) -> Result<u64, StoreError> {
+    read_u64(tree, &tag_key(TAG_FANOUT, user, conv.as_bytes()))
+}
+
+fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64, StoreError> {
+    match tree.get(key)? {
         None => Ok(0),
-        Some(bytes) => decode_u64_in(tree, &key, &bytes),
+        Some(bytes) => decode_u64_in(tree, key, &bytes),
     }
 }

@@ -25,8 +25,9 @@
 //!   never survives without an earlier one.
 //! - Inboxes are placed by FNV-1a 64 of the user id ([`Store::inbox_shard`]);
 //!   a mutex per inbox shard serialises its writers so `n` is gapless and
-//!   written in order. A fan-out watermark per `(user, conv)` makes replaying
-//!   a message's fan-out after a crash harmless (the replay gets `None`).
+//!   written in order. A fan-out watermark per conversation and inbox shard
+//!   (written in the same batch as the entries it covers) makes replaying a
+//!   message's fan-out after a crash harmless (the replay gets `None`).
 //! - Reads ([`Store::message`], [`Store::history`], [`Store::inbox_after`],
 //!   ...) work from any thread and see every applied write, flushed or not.
 //! - Size: about 1,500 bytes on disk per stored message with a 100-byte body,

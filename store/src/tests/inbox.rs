@@ -1,4 +1,4 @@
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::json;
@@ -235,9 +235,8 @@ fn corrupt_inbox_bytes_are_an_error() {
 }
 
 #[test]
-fn many_users_at_once_match_one_at_a_time() {
+fn many_users_at_once_number_each_user_in_order() {
     let (_dir, store, _) = open_tmp();
-    let (_dir2, one_by_one, _) = open_tmp();
     // Users on several inbox shards, some with several items, interleaved.
     let users: Vec<String> = (0..40).map(|i| format!("u{i}")).collect();
     assert!(
@@ -259,16 +258,27 @@ fn many_users_at_once_match_one_at_a_time() {
         }
     }
     let ns = store.inbox_append_many(&items, Appending::New).unwrap();
-    let mut want = Vec::new();
-    for (user, item) in &items {
-        want.extend(one_by_one.inbox_append(user, vec![item.clone()]).unwrap());
-    }
+    // Each user's items get 1, 2, 3... in the order given.
+    let mut counts: HashMap<&str, u64> = HashMap::new();
+    let want: Vec<Option<u64>> = items
+        .iter()
+        .map(|(user, _)| {
+            let n = counts.entry(user).or_insert(0);
+            *n += 1;
+            Some(*n)
+        })
+        .collect();
     assert_eq!(ns, want, "same n, in the order given");
     for user in &users {
-        assert_eq!(
-            store.inbox_after(user, 0, 100).unwrap(),
-            one_by_one.inbox_after(user, 0, 100).unwrap()
-        );
+        let (page, more) = store.inbox_after(user, 0, 100).unwrap();
+        let mine: Vec<(u64, InboxItem)> = items
+            .iter()
+            .filter(|(u, _)| u == user)
+            .map(|(_, item)| item.clone())
+            .enumerate()
+            .map(|(i, item)| (i as u64 + 1, item))
+            .collect();
+        assert_eq!((page, more), (mine, false), "{user}");
     }
     assert_eq!(store.sent_n("u1", "d.u1.zz", 2).unwrap(), Some(2));
     // A replay of the same items (recovery) is skipped whole, with no gap.
@@ -300,4 +310,78 @@ fn many_users_at_once_match_one_at_a_time() {
         store.inbox_append_many(&[], Appending::New).unwrap(),
         Vec::new()
     );
+}
+
+#[test]
+fn replay_skips_the_shards_a_fan_out_reached() {
+    let (_dir, store, _) = open_tmp();
+    let users: Vec<String> = (0..30).map(|i| format!("m{i}")).collect();
+    let first_shard = store.inbox_shard(&users[0]);
+    let (reached, missed): (Vec<&String>, Vec<&String>) = users
+        .iter()
+        .partition(|u| store.inbox_shard(u) == first_shard);
+    assert!(!reached.is_empty() && !missed.is_empty());
+    // A crash after the fan-out of g.x seq 1 reached one shard only.
+    let part: Vec<(String, InboxItem)> = reached
+        .iter()
+        .map(|u| ((*u).clone(), msg("g.x", 1)))
+        .collect();
+    assert!(store
+        .inbox_append_many(&part, Appending::New)
+        .unwrap()
+        .iter()
+        .all(Option::is_some));
+    // Recovery replays it to everyone: only the missed shards' members get it.
+    let all: Vec<(String, InboxItem)> = users.iter().map(|u| (u.clone(), msg("g.x", 1))).collect();
+    let out = store.inbox_append_many(&all, Appending::Replay).unwrap();
+    for ((user, _), n) in all.iter().zip(&out) {
+        let want = if missed.contains(&user) {
+            Some(1)
+        } else {
+            None
+        };
+        assert_eq!(*n, want, "{user}");
+        assert_eq!(store.inbox_last(user).unwrap(), 1, "{user}");
+    }
+    // The next seq goes to everyone, the one after a replay too.
+    let next: Vec<(String, InboxItem)> = users.iter().map(|u| (u.clone(), msg("g.x", 2))).collect();
+    assert!(store
+        .inbox_append_many(&next, Appending::Replay)
+        .unwrap()
+        .iter()
+        .all(|n| *n == Some(2)));
+    assert!(store
+        .inbox_append_many(&next, Appending::Replay)
+        .unwrap()
+        .iter()
+        .all(Option::is_none));
+    // Another conversation has its own watermark.
+    assert_eq!(
+        store.inbox_append(&users[0], vec![msg("g.y", 1)]).unwrap(),
+        vec![Some(3)]
+    );
+}
+
+#[test]
+fn replay_honours_per_user_watermarks_of_older_data() {
+    let (_dir, store, _) = open_tmp();
+    let tree = store.shard_tree("inbox", store.inbox_shard("bob")).unwrap();
+    // Written by a version that kept one watermark per (user, conv).
+    tree.insert(b"wbob\0g.x", &5u64.to_be_bytes()[..]).unwrap();
+    assert_eq!(
+        store
+            .inbox_append("bob", vec![msg("g.x", 5), msg("g.x", 6)])
+            .unwrap(),
+        vec![None, Some(1)]
+    );
+    // The shard's watermark is now 6: the per-user one no longer matters.
+    assert_eq!(
+        store.inbox_append("bob", vec![msg("g.x", 6)]).unwrap(),
+        vec![None]
+    );
+    tree.insert(b"cg.x", &b"123"[..]).unwrap();
+    assert!(matches!(
+        store.inbox_append("bob", vec![msg("g.x", 7)]),
+        Err(StoreError::Corrupt(_))
+    ));
 }
