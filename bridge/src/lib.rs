@@ -172,7 +172,7 @@ impl Bridge {
             store: store.clone(),
             publisher: Publisher::start(txs)?,
             presence: presence.clone(),
-            flusher: Flusher::start(store.clone(), stats.clone())?,
+            flusher: Flusher::new(store.clone(), stats.clone()),
             ids: Snowflake::new(node_id),
             config,
             push,
