@@ -122,7 +122,12 @@ impl Inner {
     /// One flush of the store for `batch` requests, timed.
     fn flush_store(&self, batch: u64) -> Result<(), String> {
         let started = Instant::now();
-        let result = self.store.flush().map_err(|e| e.to_string());
+        // A panic here must not leave `flushing` set, or every later writer would wait forever.
+        let flushed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.store.flush()));
+        let result = match flushed {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err("store flush panicked".to_owned()),
+        };
         if let Err(e) = &result {
             error!(error = %e, "store flush failed");
         }
