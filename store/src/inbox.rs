@@ -308,12 +308,7 @@ impl Store {
         if !valid_id(user) || check_conv(conv).is_err() {
             return Ok(None);
         }
-        let tree = self.inbox_tree(user);
-        let key = sent_key(user, conv, seq);
-        match tree.get(&key)? {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(decode_u64_in(tree, &key, &bytes)?)),
-        }
+        read_u64(self.inbox_tree(user), &sent_key(user, conv, seq))
     }
 }
 
@@ -359,17 +354,18 @@ fn conv_mark_key(conv: &str) -> Vec<u8> {
 }
 
 fn read_conv_mark(tree: &sled::Tree, conv: &str) -> Result<u64, StoreError> {
-    read_u64(tree, &conv_mark_key(conv))
+    Ok(read_u64(tree, &conv_mark_key(conv))?.unwrap_or(0))
 }
 
 /// The per-user watermark of data written before the per-shard one.
 fn read_legacy_mark(tree: &sled::Tree, user: &str, conv: &str) -> Result<u64, StoreError> {
-    read_u64(tree, &tag_key(TAG_FANOUT, user, conv.as_bytes()))
+    Ok(read_u64(tree, &tag_key(TAG_FANOUT, user, conv.as_bytes()))?.unwrap_or(0))
 }
 
-fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64, StoreError> {
+/// The 8-byte big-endian number stored under `key`, if any.
+fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<Option<u64>, StoreError> {
     match tree.get(key)? {
-        None => Ok(0),
-        Some(bytes) => decode_u64_in(tree, key, &bytes),
+        None => Ok(None),
+        Some(bytes) => Ok(Some(decode_u64_in(tree, key, &bytes)?)),
     }
 }
