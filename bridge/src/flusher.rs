@@ -53,7 +53,7 @@ impl State {
             .find(|(from, to, _)| (*from..=*to).contains(&ticket));
         match failed {
             Some((_, _, e)) => Err(e.clone()),
-            // Older than every failure remembered: report the oldest, to be safe.
+            // Older than every failure remembered (it may have been in one forgotten): a failure.
             None if self.failures.len() == FAILURES_KEPT
                 && self
                     .failures
