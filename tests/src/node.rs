@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -184,7 +185,7 @@ impl TestNode {
             .expect("the plaintext listener is enabled by the harness");
         let ca_pem = node.ca_pem().to_owned();
         let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
+            .timeout(Duration::from_secs(30))
             .build()
             .expect("building the HTTP client");
         TestNode {
@@ -203,6 +204,22 @@ impl TestNode {
         self.node.as_ref().expect("node already stopped")
     }
 
+    /// Waits up to 5 s until the node counts exactly `n` users online; panics if it does not.
+    /// Connections reach the online table through the broker's connection events, a moment
+    /// after the CONNACK (and a dropped device goes offline a moment after it drops).
+    pub async fn wait_online(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.node().online_users() != n {
+            assert!(
+                Instant::now() < deadline,
+                "{} users online, not {n}",
+                self.node().online_users()
+            );
+            // Polling: the online table has no event to await.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Shuts the node down (`Node::shutdown`) and panics if that fails.
     pub async fn stop(mut self) {
         if let Some(node) = self.node.take() {
@@ -216,10 +233,10 @@ impl TestNode {
     /// connection task that panicked would keep its slot).
     pub async fn wait_for_connections(&self, linked: usize, wait: std::time::Duration) {
         let broker = self.node().broker();
-        let deadline = std::time::Instant::now() + wait;
+        let deadline = Instant::now() + wait;
         while (broker.connection_count(), broker.open_sockets()) != (linked, linked) {
             assert!(
-                std::time::Instant::now() < deadline,
+                Instant::now() < deadline,
                 "connections: {} linked, {} open sockets; expected {linked} of each",
                 broker.connection_count(),
                 broker.open_sockets()

@@ -60,25 +60,12 @@ async fn setup(adjust: impl FnOnce(&mut chatd::PushConfig)) -> Setup {
         assert!(Instant::now() < deadline, "bob never went offline");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    wait_online(&node, 1).await;
+    node.wait_online(1).await;
     Setup {
         node,
         fake,
         amy,
         _conf: conf,
-    }
-}
-
-/// Waits until exactly `n` users are online (devices dropped a moment ago go offline soon).
-async fn wait_online(node: &TestNode, n: usize) {
-    let deadline = Instant::now() + WAIT;
-    while node.node().online_users() != n {
-        assert!(
-            Instant::now() < deadline,
-            "online users stay at {}",
-            node.node().online_users()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -158,7 +145,7 @@ async fn no_push_while_online_or_from_a_blocked_sender() {
     desk.ask_ok("b", json!({"type": "block", "user": "amy"}))
         .await;
     drop(desk);
-    wait_online(&s.node, 1).await;
+    s.node.wait_online(1).await;
     send(&mut s.amy, "m2", "bob", "blocked").await;
     tokio::time::sleep(QUIET).await;
     assert!(
