@@ -231,7 +231,7 @@ impl TestNode {
     /// other socket open (none handshaking, none refused but not yet closed); panics with both
     /// counts otherwise. After refusals, this proves no connection slot was left behind (a
     /// connection task that panicked would keep its slot).
-    pub async fn wait_for_connections(&self, linked: usize, wait: std::time::Duration) {
+    pub async fn wait_for_connections(&self, linked: usize, wait: Duration) {
         let broker = self.node().broker();
         let deadline = Instant::now() + wait;
         while (broker.connection_count(), broker.open_sockets()) != (linked, linked) {
@@ -241,7 +241,7 @@ impl TestNode {
                 broker.connection_count(),
                 broker.open_sockets()
             );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
