@@ -98,7 +98,7 @@ impl Batch {
 
     /// Writes the entries (one sled batch per inbox shard), flushes and publishes their events.
     /// False if the flush failed.
-    fn commit(&mut self, services: &Services, round: &[FanoutJob]) -> bool {
+    fn commit(&mut self, services: &Arc<Services>, round: &[FanoutJob]) -> bool {
         let appending = if std::mem::take(&mut self.replay) {
             Appending::Replay
         } else {
@@ -127,12 +127,13 @@ impl Batch {
 
 /// Flushes, then publishes what is queued to the members that are online. False if the flush
 /// failed (nothing is published: those members get the entries by `sync` after recovery).
-fn commit(services: &Services, publish: &mut Vec<(String, Vec<u8>)>) -> bool {
+fn commit(services: &Arc<Services>, publish: &mut Vec<(String, Vec<u8>)>) -> bool {
     if let Err(e) = services.flusher.flush() {
         error!(error = %e, "group commit failed during fan-out");
         publish.clear();
         return false;
     }
+    services.catch_up_presence();
     for (user, payload) in publish.drain(..) {
         if services.presence.is_online(&user) {
             services.publisher.to_user(&user, payload);

@@ -20,21 +20,15 @@ pub(crate) struct Dispatch {
     services: Arc<Services>,
     shards: Vec<Sender<Job>>,
     limiter: RateLimiter,
-    connections: Arc<presence::Feed>,
 }
 
 impl Dispatch {
-    pub(crate) fn new(
-        services: Arc<Services>,
-        shards: Vec<Sender<Job>>,
-        connections: Arc<presence::Feed>,
-    ) -> Dispatch {
+    pub(crate) fn new(services: Arc<Services>, shards: Vec<Sender<Job>>) -> Dispatch {
         let limiter = RateLimiter::new(services.config.requests, services.config.sends);
         Dispatch {
             services,
             shards,
             limiter,
-            connections,
         }
     }
 
@@ -74,7 +68,7 @@ impl Dispatch {
             Status::Offline { device } => (device, false),
         };
         // The connection this status came on is known before the status applies.
-        self.connections.catch_up(&self.services);
+        self.services.catch_up_presence();
         let online = match self.services.presence.status(user, device, present) {
             Transition::CameOnline => true,
             Transition::WentOffline => false,

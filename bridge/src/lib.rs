@@ -103,6 +103,8 @@ pub(crate) struct Services {
     pub(crate) store: Store,
     pub(crate) publisher: Publisher,
     pub(crate) presence: Presence,
+    /// The front end's connection events, applied to `presence` in order.
+    pub(crate) connections: presence::Feed,
     pub(crate) flusher: Flusher,
     pub(crate) ids: Snowflake,
     pub(crate) config: BridgeConfig,
@@ -112,6 +114,14 @@ pub(crate) struct Services {
 }
 
 impl Services {
+    /// Applies the connection events queued so far to the online table. Called before a
+    /// round's events are published to the users found online: a device that got its CONNACK
+    /// before this point is counted, so it gets the live event, and one that connects later
+    /// subscribes and syncs after the entry was written, so `sync` gives it the entry.
+    pub(crate) fn catch_up_presence(self: &Arc<Self>) {
+        self.connections.catch_up(self);
+    }
+
     /// A stored message reached `user`'s inbox: wake them with a push if no device of theirs
     /// is online. (Blocked senders never get here: their messages skip the blocker's inbox.)
     pub(crate) fn push_if_offline(&self, user: &str, msg: &chat_store::StoredMessage) {
@@ -172,6 +182,7 @@ impl Bridge {
             store: store.clone(),
             publisher: Publisher::start(txs)?,
             presence: presence.clone(),
+            connections: presence::Feed::new(events),
             flusher: Flusher::new(store.clone(), stats.clone()),
             ids: Snowflake::new(node_id),
             config,
@@ -199,13 +210,8 @@ impl Bridge {
             shards.push(tx);
         }
         let mut tasks = JoinSet::new();
-        let feed = Arc::new(presence::Feed::new(events));
-        tasks.spawn(presence::track(services.clone(), feed.clone()));
-        let dispatch = Arc::new(intake::Dispatch::new(
-            services.clone(),
-            shards.clone(),
-            feed,
-        ));
+        tasks.spawn(presence::track(services.clone()));
+        let dispatch = Arc::new(intake::Dispatch::new(services.clone(), shards.clone()));
         for rx in rxs {
             tasks.spawn(intake::run(rx, dispatch.clone()));
         }

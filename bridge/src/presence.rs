@@ -235,24 +235,34 @@ fn announce(services: &Services, user: &str, online: bool) {
     }
 }
 
-/// The front end's connection events, shared by the task that follows them and the intake,
-/// which catches up on them before it acts on a device's status: the front end queues a
-/// connection's `Connected` before it reads the connection's first packet, so a status can
-/// never be applied before the connection it came on is known.
+/// The front end's connection events, shared by the task that follows them and by those that
+/// catch up on them first: the intake before it acts on a device's status, the workers and the
+/// fan-out before they publish to the users found online. The front end queues a connection's
+/// `Connected` right after its CONNACK, before it reads the connection's first packet, so a
+/// status is never applied before the connection it came on is known, and a device that has
+/// subscribed is never left out of a publish because the task had not run yet.
 pub(crate) struct Feed {
     rx: Mutex<UnboundedReceiver<ConnectionEvent>>,
+    /// Where announcements run ([`Feed::catch_up`] is also called from the workers' threads).
+    runtime: tokio::runtime::Handle,
 }
 
 impl Feed {
+    /// Call inside the runtime the announcements should run on.
     pub(crate) fn new(rx: UnboundedReceiver<ConnectionEvent>) -> Feed {
-        Feed { rx: Mutex::new(rx) }
+        Feed {
+            rx: Mutex::new(rx),
+            runtime: tokio::runtime::Handle::current(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, UnboundedReceiver<ConnectionEvent>> {
         self.rx.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Applies every event already queued.
+    /// Applies every event already queued, from any thread. A device's `Connected` is queued
+    /// before its CONNACK goes out, so whoever calls this before deciding who is online sees
+    /// every device that could have subscribed by then.
     pub(crate) fn catch_up(&self, services: &Arc<Services>) {
         let mut rx = self.lock();
         while let Ok(event) = rx.try_recv() {
@@ -284,14 +294,17 @@ fn apply(services: &Arc<Services>, event: ConnectionEvent) {
             (user, false)
         }
     };
-    tokio::spawn(changed(services.clone(), user, online));
+    services
+        .connections
+        .runtime
+        .spawn(changed(services.clone(), user, online));
 }
 
 /// Follows the front end's connection events until the broker stops.
-pub(crate) async fn track(services: Arc<Services>, feed: Arc<Feed>) {
+pub(crate) async fn track(services: Arc<Services>) {
     loop {
         let more = std::future::poll_fn(|cx| {
-            let mut rx = feed.lock();
+            let mut rx = services.connections.lock();
             match rx.poll_recv(cx) {
                 std::task::Poll::Ready(Some(event)) => {
                     apply(&services, event);

@@ -276,6 +276,7 @@ impl Worker {
         for at in &round.received {
             services.stats.send_latency.observe(at.elapsed());
         }
+        services.catch_up_presence();
         for (user, payload) in round.publish {
             if services.presence.is_online(&user) {
                 services.publisher.to_user(&user, payload);
