@@ -22,7 +22,8 @@ use crate::{valid_id, Store, StoreError};
 /// Key tag: inbox entry, `e user 0x00 n`.
 pub(crate) const TAG_ENTRY: u8 = b'e';
 /// Key tag: fan-out watermark of a conversation on this inbox shard, `c conv`:
-/// the highest seq whose `Msg` items all went into this shard.
+/// the highest seq whose `Msg` items all went into this shard (a 1:1 `Msg`
+/// written in one batch with its sender's `Sent` does not move it).
 pub(crate) const TAG_CONV_MARK: u8 = b'c';
 /// Key tag: the per-user fan-out watermark `w user 0x00 conv` that data
 /// written before [`TAG_CONV_MARK`] holds; still honoured on replay, no
@@ -91,7 +92,10 @@ impl Store {
     /// `(conv, seq)` for the users of one inbox shard in the same call (the
     /// conversation's single writer and its fan-out queue do both: one
     /// watermark per shard instead of one per member is what keeps a group
-    /// fan-out at one write per member). A `Sent` item records its `n` for
+    /// fan-out at one write per member). A 1:1 `Msg` given in the same call
+    /// as its sender's `Sent`, both on this shard, moves no watermark: the
+    /// sender's `Sent` record, written in the same atomic batch, is what a
+    /// replay checks for it. A `Sent` item records its `n` for
     /// [`Store::sent_n`], and that record is what marks it as applied; so a
     /// user's own messages may be written ahead of the `Msg` items of the
     /// same conversation still queued for them.
@@ -188,6 +192,16 @@ impl Store {
         // Per (user, conv) in this batch: the highest seq given to the user.
         let mut given: HashMap<(&str, &str), u64> = HashMap::new();
         let mut sent_in_batch: HashSet<(&str, &str, u64)> = HashSet::new();
+        // The `Sent` items of this batch: a 1:1 `Msg` whose sender's `Sent` is among them needs
+        // no watermark, because the two are written in one atomic batch and a replay finds the
+        // `Sent` record (`sender_has_sent`).
+        let sents: HashSet<(&str, &str, u64)> = items
+            .iter()
+            .filter_map(|&(user, item)| match item {
+                InboxItem::Sent { conv, seq } => Some((user, conv.as_str(), *seq)),
+                _ => None,
+            })
+            .collect();
         let mut writes = sled::Batch::default();
         let mut out = Vec::with_capacity(items.len());
         for &(user, item) in items {
@@ -204,13 +218,16 @@ impl Store {
                         }
                         None => 0,
                     };
-                    if *seq <= mark {
+                    let sender = direct_other(conv, user);
+                    if *seq <= mark || (check && sender_has_sent(tree, sender, conv, *seq)?) {
                         out.push(None);
                         continue;
                     }
                     given.insert((user, conv), *seq);
-                    let high = marks.entry(conv).or_insert(0);
-                    *high = (*high).max(*seq);
+                    if !sender.is_some_and(|from| sents.contains(&(from, conv.as_str(), *seq))) {
+                        let high = marks.entry(conv).or_insert(0);
+                        *high = (*high).max(*seq);
+                    }
                 }
                 InboxItem::Sent { conv, seq } => {
                     let known = !sent_in_batch.insert((user, conv.as_str(), *seq))
@@ -351,6 +368,30 @@ fn conv_mark_key(conv: &str) -> Vec<u8> {
     key.push(TAG_CONV_MARK);
     key.extend_from_slice(conv.as_bytes());
     key
+}
+
+/// The other member of the 1:1 conversation `conv` (`d.{a}.{b}`) when `user` is one of them.
+fn direct_other<'a>(conv: &'a str, user: &str) -> Option<&'a str> {
+    let (a, b) = conv.strip_prefix("d.")?.split_once('.')?;
+    match user {
+        u if u == a => Some(b),
+        u if u == b => Some(a),
+        _ => None,
+    }
+}
+
+/// Whether `sender`'s own entry for `(conv, seq)` is on this shard: a 1:1 `Msg` written in the
+/// same batch as it carries no watermark, and this record is what shows it was applied.
+fn sender_has_sent(
+    tree: &sled::Tree,
+    sender: Option<&str>,
+    conv: &str,
+    seq: u64,
+) -> Result<bool, StoreError> {
+    match sender {
+        Some(sender) => Ok(tree.contains_key(sent_key(sender, conv, seq))?),
+        None => Ok(false),
+    }
 }
 
 fn read_conv_mark(tree: &sled::Tree, conv: &str) -> Result<u64, StoreError> {

@@ -385,3 +385,86 @@ fn replay_honours_per_user_watermarks_of_older_data() {
         Err(StoreError::Corrupt(_))
     ));
 }
+
+// A 1:1 message whose sender and recipient share an inbox shard writes no watermark: the
+// sender's `Sent` record, in the same batch, is what a replay finds. Across shards, and for a
+// `Msg` without its `Sent` beside it, the watermark is written and honoured as before.
+#[test]
+fn direct_messages_on_one_shard_replay_by_the_senders_record() {
+    let (_dir, store, _) = open_tmp();
+    let users: Vec<String> = (0..40).map(|i| format!("u{i}")).collect();
+    let a = &users[0];
+    let shard = store.inbox_shard(a);
+    let b = users[1..]
+        .iter()
+        .find(|u| store.inbox_shard(u) == shard)
+        .expect("a user on a's shard");
+    let c = users[1..]
+        .iter()
+        .find(|u| store.inbox_shard(u) != shard)
+        .expect("a user on another shard");
+    let tree = store.shard_tree("inbox", shard).unwrap();
+    let conv = |x: &str, y: &str| {
+        let (lo, hi) = if x < y { (x, y) } else { (y, x) };
+        format!("d.{lo}.{hi}")
+    };
+    let mark = |tree: &sled::Tree, conv: &str| tree.contains_key(format!("c{conv}")).unwrap();
+
+    let ab = conv(a, b);
+    let pair = |seq| vec![(a.clone(), sent(&ab, seq)), (b.clone(), msg(&ab, seq))];
+    assert_eq!(
+        store.inbox_append_many(&pair(1), Appending::New).unwrap(),
+        vec![Some(1), Some(1)]
+    );
+    assert!(
+        !mark(&tree, &ab),
+        "no watermark for a same-shard 1:1 message"
+    );
+    // A crash after that batch: recovery replays it and nothing is written twice.
+    assert_eq!(
+        store
+            .inbox_append_many(&pair(1), Appending::Replay)
+            .unwrap(),
+        vec![None, None]
+    );
+    assert_eq!(
+        store.inbox_append(b, vec![msg(&ab, 1)]).unwrap(),
+        vec![None]
+    );
+    // A crash before the batch of seq 2: recovery writes both.
+    assert_eq!(
+        store
+            .inbox_append_many(&pair(2), Appending::Replay)
+            .unwrap(),
+        vec![Some(2), Some(2)]
+    );
+    assert_eq!(
+        (store.inbox_last(a).unwrap(), store.inbox_last(b).unwrap()),
+        (2, 2)
+    );
+    // A `Msg` with no `Sent` beside it (a system message) moves the watermark.
+    assert_eq!(
+        store.inbox_append(b, vec![msg(&ab, 3)]).unwrap(),
+        vec![Some(3)]
+    );
+    assert!(mark(&tree, &ab));
+    assert_eq!(
+        store.inbox_append(b, vec![msg(&ab, 3)]).unwrap(),
+        vec![None]
+    );
+
+    // Across shards the recipient's shard keeps the watermark.
+    let ac = conv(a, c);
+    let across = vec![(a.clone(), sent(&ac, 1)), (c.clone(), msg(&ac, 1))];
+    assert_eq!(
+        store.inbox_append_many(&across, Appending::New).unwrap(),
+        vec![Some(3), Some(1)]
+    );
+    let c_tree = store.shard_tree("inbox", store.inbox_shard(c)).unwrap();
+    assert!(mark(&c_tree, &ac));
+    assert_eq!(
+        store.inbox_append_many(&across, Appending::Replay).unwrap(),
+        vec![None, None]
+    );
+    assert_eq!(store.inbox_last(c).unwrap(), 1);
+}
