@@ -204,11 +204,11 @@ impl TestNode {
         self.node.as_ref().expect("node already stopped")
     }
 
-    /// Waits up to 5 s until the node counts exactly `n` users online; panics if it does not.
-    /// Connections reach the online table through the broker's connection events, a moment
-    /// after the CONNACK (and a dropped device goes offline a moment after it drops).
-    pub async fn wait_online(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(5);
+    /// Waits up to `wait` until the node counts exactly `n` users online; panics if it does
+    /// not. Connections reach the online table through the broker's connection events, a
+    /// moment after the CONNACK (and a dropped device goes offline a moment after it drops).
+    pub async fn wait_online(&self, n: usize, wait: Duration) {
+        let deadline = Instant::now() + wait;
         while self.node().online_users() != n {
             assert!(
                 Instant::now() < deadline,

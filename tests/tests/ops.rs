@@ -37,7 +37,7 @@ async fn metrics_parse_and_counters_move_with_traffic() {
     let (_, bob_e) = node.user_with_device("bob", "phone").await;
     let mut alice = ChatDevice::connect_node(&node, &alice_e).await;
     let _bob = ChatDevice::connect_node(&node, &bob_e).await;
-    node.wait_online(2).await;
+    node.wait_online(2, chat_tests::WAIT).await;
     let before = node.metrics().await;
     assert_eq!(before.value("chatd_mqtt_connections", &[]), 2.0);
     assert_eq!(before.value("chatd_online_users", &[]), 2.0);
@@ -170,7 +170,7 @@ async fn disable_and_revoke_through_the_admin_api_close_connections() {
         .await
         .unwrap();
     b.subscribe("/tenants/bob/in").await.unwrap();
-    node.wait_online(2).await;
+    node.wait_online(2, chat_tests::WAIT).await;
 
     let lookup = node.admin(Method::GET, "/admin/v1/users/alice").await;
     assert_eq!(lookup.status, StatusCode::OK, "{}", lookup.text);

@@ -48,7 +48,7 @@ async fn an_away_device_gets_no_live_events_until_it_is_back() {
     let (_, bob_e) = node.user_with_device("bob", "phone").await;
     let mut alice = ChatDevice::connect_node(&node, &alice_e).await;
     let mut bob = ChatDevice::connect_node(&node, &bob_e).await;
-    node.wait_online(2).await;
+    node.wait_online(2, chat_tests::WAIT).await;
     assert_eq!(node.node().store().last_seen("bob").unwrap(), None);
 
     let before = chat_tests::chat::now_ms();
@@ -65,7 +65,7 @@ async fn an_away_device_gets_no_live_events_until_it_is_back() {
     assert_eq!(page["last"], json!(1));
 
     say_status(&mut bob, "online").await;
-    node.wait_online(2).await;
+    node.wait_online(2, chat_tests::WAIT).await;
     alice.send("a2", "bob", "back again").await;
     let msg = bob.expect_user_event("msg").await;
     assert_eq!((str_of(&msg, "body"), u64_of(&msg, "n")), ("back again", 2));
@@ -96,7 +96,7 @@ async fn last_seen_is_stored_when_the_last_device_disconnects() {
     let phone_e = node.enrol(&token, "phone").await;
     let laptop = ChatDevice::connect_node(&node, &laptop_e).await;
     let mut phone = ChatDevice::connect_node(&node, &phone_e).await;
-    node.wait_online(1).await;
+    node.wait_online(1, chat_tests::WAIT).await;
 
     laptop.client.disconnect().await;
     // The phone still gets live events: a sync round trip shows the node saw the laptop go

@@ -60,7 +60,7 @@ async fn setup(adjust: impl FnOnce(&mut chatd::PushConfig)) -> Setup {
         assert!(Instant::now() < deadline, "bob never went offline");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    node.wait_online(1).await;
+    node.wait_online(1, WAIT).await;
     Setup {
         node,
         fake,
@@ -145,7 +145,7 @@ async fn no_push_while_online_or_from_a_blocked_sender() {
     desk.ask_ok("b", json!({"type": "block", "user": "amy"}))
         .await;
     drop(desk);
-    s.node.wait_online(1).await;
+    s.node.wait_online(1, WAIT).await;
     send(&mut s.amy, "m2", "bob", "blocked").await;
     tokio::time::sleep(QUIET).await;
     assert!(
