@@ -31,8 +31,10 @@ use crate::order::Inbox;
 mod incoming;
 use crate::state::{OutboxEntry, Session, StateStore};
 
-/// How often timers are checked.
+/// How often the outbox is checked for sends to publish again while it is not empty.
 const TICK: Duration = Duration::from_millis(50);
+/// The longest an idle connection task sleeps: certificate renewal is checked this often.
+const IDLE_WAKE: Duration = Duration::from_secs(60);
 /// How long to wait after a failed renewal before trying again.
 const RENEW_RETRY: Duration = Duration::from_secs(60);
 
@@ -131,6 +133,8 @@ pub(crate) struct Actor {
     inbox: Inbox,
     dirty: bool,
     last_save: Instant,
+    /// When the timers last ran ([`Actor::on_tick`]).
+    last_tick: Instant,
     renewing: bool,
     renew_after: Instant,
     counter: u64,
@@ -173,6 +177,7 @@ impl Actor {
             inbox: Inbox::new(last_n),
             dirty: false,
             last_save: now,
+            last_tick: now,
             renewing: false,
             renew_after: now,
             counter: 0,
@@ -180,12 +185,19 @@ impl Actor {
     }
 
     /// Runs until [`Command::Close`] or until every [`crate::Client`] is dropped.
+    ///
+    /// The task sleeps until its next deadline ([`Actor::next_wake`]) rather than on a fixed
+    /// tick: an idle device wakes once a minute, not 20 times a second.
     pub(crate) async fn run(mut self) {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(timer);
         loop {
             if self.conn.is_none() && Instant::now() >= self.retry_at {
                 self.start_connection();
+            }
+            let wake = self.next_wake();
+            if timer.deadline() != wake {
+                timer.as_mut().reset(wake);
             }
             tokio::select! {
                 cmd = self.cmds.recv() => match cmd {
@@ -203,9 +215,47 @@ impl Actor {
                 Some((generation, event)) = self.net_rx.recv() => {
                     self.on_net(generation, event).await;
                 }
-                _ = tick.tick() => self.on_tick().await,
+                _ = &mut timer => self.on_tick().await,
             }
         }
+    }
+
+    /// When [`Actor::on_tick`] has something to do next: the reconnect, the earliest request
+    /// deadline, an overdue `sync`, the next save; at most every [`TICK`] while a `sync` is to
+    /// be (re)started, a gap has waited `gap_wait` or the outbox holds sends (what `on_tick`
+    /// may fail to finish, so it is not retried in a loop); at the latest [`IDLE_WAKE`] after
+    /// the last run, for the certificate renewal.
+    fn next_wake(&self) -> Instant {
+        let mut wake = self.last_tick + IDLE_WAKE;
+        let soon = self.last_tick + TICK;
+        let mut at = |t: Instant| wake = wake.min(t);
+        if self.conn.is_none() {
+            at(self.retry_at);
+        }
+        self.asks.values().for_each(|a| at(a.deadline));
+        if self.ready() {
+            match &self.sync {
+                Some(sync) => at(sync.deadline),
+                None => {
+                    if self.sync_next {
+                        at(soon);
+                    }
+                    if let Some(retry) = self.sync_retry_at {
+                        at(retry.max(soon));
+                    }
+                    if let Some(gap) = self.inbox.gap_since() {
+                        at((gap + self.opts.gap_wait).max(soon));
+                    }
+                }
+            }
+            if !self.session.outbox.is_empty() {
+                at(soon);
+            }
+        }
+        if self.dirty {
+            at(self.last_save + self.opts.save_every);
+        }
+        wake
     }
 
     fn next_id(&mut self, prefix: &str) -> String {
@@ -534,6 +584,7 @@ impl Actor {
 
     async fn on_tick(&mut self) {
         let now = Instant::now();
+        self.last_tick = now;
         let expired: Vec<String> = self
             .asks
             .iter()
