@@ -92,9 +92,10 @@ impl Authority {
         Ok(roots)
     }
 
-    /// A rustls server configuration (ring provider, TLS 1.2 and 1.3, no ALPN) presenting the
-    /// server certificate. With `require_client_cert`, every client must present a certificate
-    /// issued by this CA and currently valid; otherwise clients are not asked for one.
+    /// A rustls server configuration (ring provider, TLS 1.2 and 1.3, no ALPN, no session
+    /// resumption) presenting the server certificate. With `require_client_cert`, every client
+    /// must present a certificate issued by this CA and currently valid; otherwise clients are
+    /// not asked for one.
     pub fn server_tls_config(
         &self,
         require_client_cert: bool,
@@ -112,9 +113,14 @@ impl Authority {
         } else {
             builder.with_no_client_auth()
         };
-        let config = builder
+        let mut config = builder
             .with_single_cert(self.server_cert_chain(), self.server_key())
             .map_err(|e| CertError::Tls(format!("server certificate: {e}")))?;
+        // No session resumption: a resumed session skips the client certificate check, so a
+        // certificate that expired since would keep working. It also saves the two session
+        // tickets rustls would otherwise encrypt and send after every handshake.
+        config.send_tls13_tickets = 0;
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         Ok(Arc::new(config))
     }
 }

@@ -67,17 +67,26 @@ fn handshake(
             server.read_tls(&mut rd).expect("server read");
             server.process_new_packets()?;
         }
-        let mut buf = Vec::new();
-        while server.wants_write() {
-            server.write_tls(&mut buf).expect("server write");
-        }
-        let mut rd = &buf[..];
-        while !rd.is_empty() {
-            client.read_tls(&mut rd).expect("client read");
-            client.process_new_packets()?;
-        }
+        to_client(server, client)?;
     }
     Err(rustls::Error::General("handshake did not finish".into()))
+}
+
+/// Hands everything the server has to send to the client.
+fn to_client(
+    server: &mut ServerConnection,
+    client: &mut ClientConnection,
+) -> Result<(), rustls::Error> {
+    let mut buf = Vec::new();
+    while server.wants_write() {
+        server.write_tls(&mut buf).expect("server write");
+    }
+    let mut rd = &buf[..];
+    while !rd.is_empty() {
+        client.read_tls(&mut rd).expect("client read");
+        client.process_new_packets()?;
+    }
+    Ok(())
 }
 
 fn connect(
@@ -135,4 +144,26 @@ fn server_only_tls_handshake() {
     let (_dir, auth) = new_authority();
     let server = connect(&auth, false, None).expect("handshake");
     assert!(server.peer_certificates().is_none());
+}
+
+#[test]
+fn a_second_connection_gets_a_full_handshake_not_a_resumed_session() {
+    let (_dir, auth) = new_authority();
+    let device = auth.issue("alice", "phone").expect("issue");
+    let server_config = auth.server_tls_config(true).expect("server config");
+    let client_config = client_config(&auth, Some(&device));
+    for round in 0..2 {
+        let mut server = ServerConnection::new(server_config.clone()).expect("server");
+        let name = ServerName::try_from("localhost").expect("name");
+        let mut client = ClientConnection::new(client_config.clone(), name).expect("client");
+        handshake(&mut client, &mut server).expect("handshake");
+        // Anything the server sends after the handshake (session tickets) reaches the client.
+        to_client(&mut server, &mut client).expect("after the handshake");
+        assert_eq!(
+            client.handshake_kind(),
+            Some(rustls::HandshakeKind::Full),
+            "connection {round}: resumption would skip the certificate check"
+        );
+        assert!(server.peer_certificates().is_some(), "connection {round}");
+    }
 }
