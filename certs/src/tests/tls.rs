@@ -58,33 +58,25 @@ fn handshake(
         if !client.is_handshaking() && !server.is_handshaking() {
             return Ok(());
         }
-        let mut buf = Vec::new();
-        while client.wants_write() {
-            client.write_tls(&mut buf).expect("client write");
-        }
-        let mut rd = &buf[..];
-        while !rd.is_empty() {
-            server.read_tls(&mut rd).expect("server read");
-            server.process_new_packets()?;
-        }
-        to_client(server, client)?;
+        deliver(client, server)?;
+        deliver(server, client)?;
     }
     Err(rustls::Error::General("handshake did not finish".into()))
 }
 
-/// Hands everything the server has to send to the client.
-fn to_client(
-    server: &mut ServerConnection,
-    client: &mut ClientConnection,
+/// Hands everything `from` has to send (handshake messages, tickets) to `to`.
+fn deliver<A, B>(
+    from: &mut rustls::ConnectionCommon<A>,
+    to: &mut rustls::ConnectionCommon<B>,
 ) -> Result<(), rustls::Error> {
     let mut buf = Vec::new();
-    while server.wants_write() {
-        server.write_tls(&mut buf).expect("server write");
+    while from.wants_write() {
+        from.write_tls(&mut buf).expect("write");
     }
     let mut rd = &buf[..];
     while !rd.is_empty() {
-        client.read_tls(&mut rd).expect("client read");
-        client.process_new_packets()?;
+        to.read_tls(&mut rd).expect("read");
+        to.process_new_packets()?;
     }
     Ok(())
 }
@@ -158,7 +150,7 @@ fn a_second_connection_gets_a_full_handshake_not_a_resumed_session() {
         let mut client = ClientConnection::new(client_config.clone(), name).expect("client");
         handshake(&mut client, &mut server).expect("handshake");
         // Anything the server sends after the handshake (session tickets) reaches the client.
-        to_client(&mut server, &mut client).expect("after the handshake");
+        deliver(&mut server, &mut client).expect("after the handshake");
         assert_eq!(
             client.handshake_kind(),
             Some(rustls::HandshakeKind::Full),
