@@ -31,7 +31,8 @@ use crate::order::Inbox;
 mod incoming;
 use crate::state::{OutboxEntry, Session, StateStore};
 
-/// How often the outbox is checked for sends to publish again while it is not empty.
+/// The step of the timer work `on_tick` may not finish in one run: the outbox's resend check
+/// while it holds sends, and a `sync` to start or restart.
 const TICK: Duration = Duration::from_millis(50);
 /// The longest an idle connection task sleeps: certificate renewal is checked this often.
 const IDLE_WAKE: Duration = Duration::from_secs(60);
