@@ -174,22 +174,27 @@ impl Codec {
     }
 }
 
-/// Writes `packets` with one syscall batch and flushes.
-pub async fn write_all<W: AsyncWrite + Unpin>(
+/// Writes `packets` with one syscall batch and flushes. The packets are encoded into `scratch`
+/// at the call, before the returned future runs, so that future holds no packet: it is part of
+/// every connection task's state, and a `Packet` is ~400 bytes.
+pub fn write_all<'a, W: AsyncWrite + Unpin>(
     codec: &Codec,
-    writer: &mut W,
+    writer: &'a mut W,
     packets: impl IntoIterator<Item = Packet>,
-    scratch: &mut BytesMut,
-) -> Result<(), FrameError> {
+    scratch: &'a mut BytesMut,
+) -> impl std::future::Future<Output = Result<(), FrameError>> + 'a {
     scratch.clear();
-    for packet in packets {
-        codec.encode(packet, scratch)?;
+    let encoded = packets
+        .into_iter()
+        .try_for_each(|packet| codec.encode(packet, scratch));
+    async move {
+        encoded?;
+        if !scratch.is_empty() {
+            writer.write_all(scratch).await?;
+            writer.flush().await?;
+        }
+        Ok(())
     }
-    if !scratch.is_empty() {
-        writer.write_all(scratch).await?;
-        writer.flush().await?;
-    }
-    Ok(())
 }
 
 /// Protocol level of a CONNECT packet at the start of `buf`, once enough bytes are there.

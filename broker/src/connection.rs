@@ -5,7 +5,9 @@
 //! shuttles packets between the socket and the router, enforcing the topic rules on the way in.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -18,10 +20,11 @@ use rumqttd::protocol::{
     LastWill, Login, Packet, Publish, PublishProperties, SubAck, Subscribe, SubscribeReasonCode,
 };
 use rumqttd::Notification;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{split, AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::{timeout, Instant};
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info};
 
@@ -50,22 +53,41 @@ pub(crate) async fn handle(
     tls: Option<TlsAcceptor>,
 ) {
     let Some(acceptor) = tls else {
-        return session(shared, stream, Credentials::Login, peer).await;
+        // Boxed: this path is for development, and the TLS path should not pay for it.
+        return Box::pin(session(shared, split(stream), Credentials::Login, peer)).await;
     };
+    if let Some((halves, id)) = handshake(shared, acceptor, stream, peer).await {
+        session(shared, halves, Credentials::Certificate(id), peer).await
+    }
+}
+
+/// The TLS handshake and the identity the client certificate names.
+///
+/// Returns the stream already split: rustc keeps a local's room in a task's state until its
+/// scope ends, even after it was moved out, and the TLS stream (and the handshake's result)
+/// are over 1 KiB each, which every connection's task would carry for its whole life.
+async fn handshake(
+    shared: &Shared,
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<(Halves<TlsStream<TcpStream>>, PeerIdentity)> {
     let handshake_timeout = Duration::from_millis(shared.cfg.handshake_timeout_ms);
     let handshake = tokio::select! {
         r = timeout(handshake_timeout, acceptor.accept(stream)) => r,
-        _ = stopping(shared) => return,
+        _ = stopping(shared) => return None,
     };
     let stream = match handshake {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             shared.stats.refused.inc("handshake");
-            return debug!(%peer, error = %e, "TLS handshake failed");
+            debug!(%peer, error = %e, "TLS handshake failed");
+            return None;
         }
         Err(_) => {
             shared.stats.refused.inc("handshake");
-            return debug!(%peer, "TLS handshake timed out");
+            debug!(%peer, "TLS handshake timed out");
+            return None;
         }
     };
     let identity = stream
@@ -75,15 +97,17 @@ pub(crate) async fn handle(
         .and_then(|certs| certs.first())
         .and_then(|cert| identity::from_certificate(cert.as_ref()));
     match identity {
-        Some(id) if valid_id(&id.user) && valid_id(&id.device) => {
-            session(shared, stream, Credentials::Certificate(id), peer).await
-        }
+        Some(id) if valid_id(&id.user) && valid_id(&id.device) => Some((split(stream), id)),
         _ => {
             shared.stats.refused.inc("handshake");
-            debug!(%peer, "client certificate names no valid user (O) and device (CN)")
+            debug!(%peer, "client certificate names no valid user (O) and device (CN)");
+            None
         }
     }
 }
+
+/// The two halves of a connection's stream.
+type Halves<S> = (ReadHalf<S>, WriteHalf<S>);
 
 /// Resolves once the front end stops reading from clients (at once if it already has).
 async fn quieted(shared: &Shared) {
@@ -103,32 +127,21 @@ async fn stopping(shared: &Shared) {
 }
 
 /// CONNECT, authentication, link, then the packet pump.
-async fn session<S>(shared: &Arc<Shared>, stream: S, creds: Credentials, peer: SocketAddr)
-where
+///
+/// Takes the stream already split: a stream argument would stay in the task's state next to
+/// the halves made from it (the TLS stream is over 1 KiB).
+async fn session<S>(
+    shared: &Arc<Shared>,
+    (mut rd, mut wr): Halves<S>,
+    creds: Credentials,
+    peer: SocketAddr,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut codec = Codec::new(shared.cfg.max_packet_size);
-    let connect_timeout = Duration::from_millis(shared.cfg.connect_timeout_ms);
-    let first = tokio::select! {
-        r = timeout(connect_timeout, codec.read_connect(&mut rd)) => r,
-        _ = stopping(shared) => return,
+    let Some((connect, will, login)) = read_connect(shared, &mut codec, &mut rd, peer).await else {
+        return;
     };
-    let packet = match first {
-        Ok(Ok(Packet::Connect(connect, _props, will, _will_props, login))) => {
-            (connect, will, login)
-        }
-        Ok(Ok(_)) => return shared.stats.refused.inc("connect"),
-        Ok(Err(e)) => {
-            shared.stats.refused.inc("connect");
-            return debug!(%peer, error = %e, "no valid CONNECT");
-        }
-        Err(_) => {
-            shared.stats.refused.inc("connect");
-            return debug!(%peer, "CONNECT timed out");
-        }
-    };
-    let (connect, will, login) = packet;
     let (user, device) = match authenticate(shared, &connect, login.as_ref(), creds) {
         Ok(who) => who,
         Err(code) => {
@@ -159,31 +172,22 @@ where
     shared.registry.insert(&user, &device, conn, kick.clone());
     if !shared.auth.device_allowed(&user, &device) {
         shared.registry.remove(&user, &device, conn);
-        release(link_tx).await;
+        release(link_tx);
         shared.stats.refused.inc("auth");
         debug!(%peer, user, device, "revoked while connecting");
         return refuse(&codec, &mut wr, ConnectReturnCode::NotAuthorized, peer).await;
     }
-    // MQTT 5 clients learn the in-flight cap up front (Receive Maximum).
-    let props = (codec.version() == Version::V5).then(|| ConnAckProperties {
-        receive_max: Some(shared.cfg.max_inflight_in),
-        ..ConnAckProperties::default()
-    });
-    let connack = Packet::ConnAck(
-        ConnAck {
-            session_present: false,
-            code: ConnectReturnCode::Success,
-        },
-        props,
-    );
     // Grows to the largest batch written; idle connections keep it small.
     let mut scratch = BytesMut::with_capacity(256);
-    if write_all(&codec, &mut wr, [connack], &mut scratch)
-        .await
-        .is_err()
-    {
+    let accepted = write_all(
+        &codec,
+        &mut wr,
+        [connack(&codec, shared.cfg.max_inflight_in)],
+        &mut scratch,
+    );
+    if accepted.await.is_err() {
         shared.registry.remove(&user, &device, conn);
-        return release(link_tx).await;
+        return release(link_tx);
     }
 
     shared.linked.fetch_add(1, Ordering::AcqRel);
@@ -227,6 +231,40 @@ where
         reason,
     });
     info!(user, device, conn, ?reason, "disconnected");
+}
+
+/// The CONNECT packet's parts, within the connect timeout. A separate future so that the
+/// packet read (~400 bytes) is not part of the connection task's state for its whole life.
+async fn read_connect<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    shared: &Shared,
+    codec: &mut Codec,
+    rd: &mut ReadHalf<S>,
+    peer: SocketAddr,
+) -> Option<(Connect, Option<LastWill>, Option<Login>)> {
+    let connect_timeout = Duration::from_millis(shared.cfg.connect_timeout_ms);
+    let first = tokio::select! {
+        r = timeout(connect_timeout, codec.read_connect(rd)) => r,
+        _ = stopping(shared) => return None,
+    };
+    match first {
+        Ok(Ok(Packet::Connect(connect, _props, will, _will_props, login))) => {
+            Some((connect, will, login))
+        }
+        Ok(Ok(_)) => {
+            shared.stats.refused.inc("connect");
+            None
+        }
+        Ok(Err(e)) => {
+            shared.stats.refused.inc("connect");
+            debug!(%peer, error = %e, "no valid CONNECT");
+            None
+        }
+        Err(_) => {
+            shared.stats.refused.inc("connect");
+            debug!(%peer, "CONNECT timed out");
+            None
+        }
+    }
 }
 
 /// Decides the (user, device) of a connection, or the CONNACK code that refuses it.
@@ -282,6 +320,20 @@ async fn build_link(shared: &Arc<Shared>, user: &str, device: &str) -> Option<(L
     }
 }
 
+/// The CONNACK that accepts a connection. MQTT 5 clients learn the in-flight cap up front
+/// (Receive Maximum).
+fn connack(codec: &Codec, receive_max: u16) -> Packet {
+    let props = (codec.version() == Version::V5).then(|| ConnAckProperties {
+        receive_max: Some(receive_max),
+        ..ConnAckProperties::default()
+    });
+    let ack = ConnAck {
+        session_present: false,
+        code: ConnectReturnCode::Success,
+    };
+    Packet::ConnAck(ack, props)
+}
+
 /// Answers CONNECT with a refusal and closes.
 async fn refuse<W: AsyncWrite + Unpin>(
     codec: &Codec,
@@ -290,21 +342,18 @@ async fn refuse<W: AsyncWrite + Unpin>(
     peer: SocketAddr,
 ) {
     debug!(%peer, ?code, "connection refused");
-    let connack = Packet::ConnAck(
-        ConnAck {
-            session_present: false,
-            code,
-        },
-        None,
-    );
+    let ack = ConnAck {
+        session_present: false,
+        code,
+    };
     let mut scratch = BytesMut::new();
-    let _ = write_all(codec, wr, [connack], &mut scratch).await;
+    let _ = write_all(codec, wr, [Packet::ConnAck(ack, None)], &mut scratch).await;
     let _ = wr.shutdown().await;
 }
 
 /// Releases a router link whose client will not be served (the router would hold it forever).
-async fn release(mut link_tx: LinkTx) {
-    let _ = link_tx.send(disconnect_packet()).await;
+fn release(mut link_tx: LinkTx) {
+    let _ = link_tx.push(disconnect_packet());
 }
 
 fn disconnect_packet() -> Packet {
@@ -340,6 +389,22 @@ struct Session<S> {
     stats: Arc<BrokerStats>,
 }
 
+/// What [`Session::wait`] woke up for.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned once per wake-up and taken apart at once; a box would cost an allocation per notification"
+)]
+enum Woke {
+    /// The client sent bytes (in the codec's buffer now).
+    Read,
+    /// The router has a notification for the client.
+    Note(Option<Notification>),
+    /// The front end stopped reading from clients.
+    Quiet,
+    /// The connection is over.
+    Ended(DisconnectReason),
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn run(&mut self, kick: &Notify, shared: &Shared) -> DisconnectReason {
         let mut deadline = Instant::now() + self.idle;
@@ -351,38 +416,68 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         tokio::pin!(quiet);
         let mut reading = true;
         loop {
-            tokio::select! {
-                _ = kick.notified() => return DisconnectReason::Kicked,
-                _ = &mut stop => return DisconnectReason::Shutdown,
-                _ = &mut quiet, if reading => reading = false,
-                _ = tokio::time::sleep_until(deadline), if reading => return DisconnectReason::KeepAliveTimeout,
-                read = self.codec.fill(&mut self.rd), if reading && self.inflight < self.max_inflight => {
-                    match read {
-                        Ok(()) => deadline = Instant::now() + self.idle,
-                        Err(FrameError::Closed) => return DisconnectReason::Lost,
-                        Err(e) => {
-                            debug!(user = self.user, error = %e, "read failed");
-                            return DisconnectReason::Lost;
-                        }
-                    }
-                    if let Err(reason) = self.handle_client_bytes().await {
-                        return reason;
-                    }
+            // Waiting and handling are two steps (not one `select!` with the handling in its
+            // arms) so that the task's state holds one or the other, not both.
+            let step = match self
+                .wait(kick, stop.as_mut(), quiet.as_mut(), reading, deadline)
+                .await
+            {
+                Woke::Ended(reason) => return reason,
+                Woke::Quiet => {
+                    reading = false;
+                    continue;
                 }
-                note = self.link_rx.next() => {
-                    match note {
-                        Ok(note) => {
-                            if let Err(reason) = self.forward_to_client(note).await {
-                                return reason;
-                            }
-                        }
-                        Err(_) => {
-                            self.link_alive = false;
-                            return DisconnectReason::Replaced;
-                        }
+                Woke::Read => None,
+                // Taken into packets at once: the notification (~250 bytes) is not kept
+                // across the write.
+                Woke::Note(note) => Some(self.take_batch(note)),
+            };
+            let handled = match step {
+                None => {
+                    deadline = Instant::now() + self.idle;
+                    self.handle_client_bytes().await
+                }
+                Some((packets, unscheduled)) => self.forward_to_client(packets, unscheduled).await,
+            };
+            if let Err(reason) = handled {
+                return reason;
+            }
+        }
+    }
+
+    /// Waits for the next thing to do: bytes from the client, a router notification, or an end.
+    async fn wait(
+        &mut self,
+        kick: &Notify,
+        stop: Pin<&mut impl Future<Output = ()>>,
+        quiet: Pin<&mut impl Future<Output = ()>>,
+        reading: bool,
+        deadline: Instant,
+    ) -> Woke {
+        tokio::select! {
+            _ = kick.notified() => Woke::Ended(DisconnectReason::Kicked),
+            _ = stop => Woke::Ended(DisconnectReason::Shutdown),
+            _ = quiet, if reading => Woke::Quiet,
+            _ = tokio::time::sleep_until(deadline), if reading => {
+                Woke::Ended(DisconnectReason::KeepAliveTimeout)
+            }
+            read = self.codec.fill(&mut self.rd), if reading && self.inflight < self.max_inflight => {
+                match read {
+                    Ok(()) => Woke::Read,
+                    Err(FrameError::Closed) => Woke::Ended(DisconnectReason::Lost),
+                    Err(e) => {
+                        debug!(user = self.user, error = %e, "read failed");
+                        Woke::Ended(DisconnectReason::Lost)
                     }
                 }
             }
+            note = self.link_rx.next() => match note {
+                Ok(note) => Woke::Note(note),
+                Err(_) => {
+                    self.link_alive = false;
+                    Woke::Ended(DisconnectReason::Replaced)
+                }
+            },
         }
     }
 
@@ -439,7 +534,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         if let Some(last) = to_router.pop() {
             self.link_tx.buffer().extend(to_router);
-            if self.link_tx.send(last).await.is_err() {
+            if self.link_tx.push(last).is_err() {
                 self.link_alive = false;
                 return Err(DisconnectReason::Replaced);
             }
@@ -498,14 +593,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// Writes one router notification, and any others already waiting (up to [`WRITE_BATCH`]),
-    /// to the socket. When the router unscheduled this link (its buffer was full), asks it to
-    /// go on once the batch is written; only then, since the router's scheduler treats a wake
+    /// Writes a batch from [`Session::take_batch`] to the socket. When the router unscheduled
+    /// this link (its buffer was full), asks it to go on once the batch is written; only then, since the router's scheduler treats a wake
     /// of a link it did not pause as a bug.
     async fn forward_to_client(
         &mut self,
-        first: Option<Notification>,
+        packets: Vec<Packet>,
+        unscheduled: bool,
     ) -> Result<(), DisconnectReason> {
+        write_all(&self.codec, &mut self.wr, packets, &mut self.scratch)
+            .await
+            .map_err(|_| DisconnectReason::Lost)?;
+        if !self.link_alive {
+            return Err(DisconnectReason::Replaced);
+        }
+        if unscheduled && Box::pin(self.link_rx.wake()).await.is_err() {
+            self.link_alive = false;
+            return Err(DisconnectReason::Replaced);
+        }
+        Ok(())
+    }
+
+    /// The packets of one write: `first` and the notifications already queued behind it (up to
+    /// [`WRITE_BATCH`]), and whether the router unscheduled the link on the way.
+    fn take_batch(&mut self, first: Option<Notification>) -> (Vec<Packet>, bool) {
         let mut packets = Vec::new();
         let mut unscheduled = false;
         let mut next = first;
@@ -538,17 +649,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 None => break,
             }
         }
-        write_all(&self.codec, &mut self.wr, packets, &mut self.scratch)
-            .await
-            .map_err(|_| DisconnectReason::Lost)?;
-        if !self.link_alive {
-            return Err(DisconnectReason::Replaced);
-        }
-        if unscheduled && self.link_rx.wake().await.is_err() {
-            self.link_alive = false;
-            return Err(DisconnectReason::Replaced);
-        }
-        Ok(())
+        (packets, unscheduled)
     }
 
     /// Puts our refusals back into a SUBACK for a partly allowed SUBSCRIBE.
@@ -580,9 +681,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             if let (Some(will), true) = (will, will_due) {
                 // Checked against the prefix at CONNECT. Sent at QoS 0 on the in-process link.
                 let publish = Publish::new(will.topic, will.message, false);
-                let _ = self.link_tx.send(Packet::Publish(publish, None)).await;
+                let _ = self.link_tx.push(Packet::Publish(publish, None));
             }
-            let _ = self.link_tx.send(disconnect_packet()).await;
+            let _ = self.link_tx.push(disconnect_packet());
         }
         if self.codec.version() == Version::V5 {
             let code = match reason {

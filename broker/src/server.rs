@@ -343,3 +343,20 @@ async fn run_connection(
     connection::handle(&shared, stream, peer, tls).await;
     shared.open.fetch_sub(1, Ordering::AcqRel);
 }
+
+#[cfg(test)]
+mod task_size {
+    /// The size of the future an async fn of four arguments returns.
+    fn future_size<A, B, C, D, Fut, F: Fn(A, B, C, D) -> Fut>(_: &F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// Every open connection is one task that holds this future, at its full size, for as long
+    /// as the connection lives. It was 8.5 KiB (a third of an idle TLS device's memory) before
+    /// the packet-sized and stream-sized locals were moved out of it (docs/BENCHMARKS.md).
+    #[test]
+    fn a_connection_task_stays_under_3_kib() {
+        let size = future_size(&super::run_connection);
+        assert!(size <= 3 * 1024, "a connection task is {size} bytes");
+    }
+}

@@ -164,7 +164,9 @@ impl LinkTx {
     }
 
     /// Send raw device data
-    fn push(&mut self, data: Packet) -> Result<usize, LinkError> {
+    // chatd patch: public. `send` is async but never awaits (the channel send blocks), and its
+    // future holds the packet: awaiting it put ~400 bytes into every connection task's state.
+    pub fn push(&mut self, data: Packet) -> Result<usize, LinkError> {
         let len = {
             let mut buffer = self.recv_buffer.lock();
             buffer.push_back(data);
