@@ -1,5 +1,5 @@
-//! The store's share of a 1:1 message, as the bridge does it: a group-commit batch of
-//! messages appended to their conversation shards (message, idempotency key, the shard's
+//! The store's share of a 1:1 message, as the bridge does it: the idempotency lookup of each
+//! send, a group-commit batch of messages appended to their conversation shards (message, idempotency key, the shard's
 //! batch marker), every inbox entry of the batch (the recipient's `msg` and the sender's
 //! `sent`) in one call, the batch markers cleared; with and without the durable flush at the
 //! end of the batch.
@@ -44,14 +44,18 @@ impl Bench {
         }
     }
 
-    /// What the bridge's shard workers do with a round: append each shard's messages, write
+    /// What the bridge's shard workers do with a round: look each send's id up, append each
+    /// shard's messages, write
     /// every inbox entry (sender's `sent`, recipient's `msg`) in one call, clear the batch
     /// markers.
     fn write(&mut self, batch: Vec<NewMessage>) {
         let mut by_shard: Vec<Vec<NewMessage>> =
             (0..self.writers.len()).map(|_| Vec::new()).collect();
         for m in batch {
-            by_shard[self.store.conv_shard(&m.conv)].push(m);
+            let shard = self.store.conv_shard(&m.conv);
+            let known = self.writers[shard].find_idempotent(&m.from, &m.client_id);
+            assert_eq!(known.unwrap(), None, "every send of the bench is new");
+            by_shard[shard].push(m);
         }
         let mut inbox = Vec::new();
         for (shard, msgs) in by_shard.into_iter().enumerate() {

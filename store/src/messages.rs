@@ -92,7 +92,9 @@ impl ConvWriter {
     /// Looks up the idempotency key `(sender, client_id)` on this shard:
     /// `Some((conv, seq))` if that message was stored before. Keys are kept
     /// per conversation shard, so a client id reused for a conversation on
-    /// another shard is not found here.
+    /// another shard is not found here. A key found absent is remembered
+    /// until the next append, whose guard then does not read it again (only
+    /// this writer adds keys to its shard).
     pub fn find_idempotent(
         &self,
         sender: &str,
@@ -100,7 +102,14 @@ impl ConvWriter {
     ) -> Result<Option<(String, u64)>, StoreError> {
         let key = tag_key(TAG_IDEM, sender, client_id.as_bytes());
         match self.tree.get(&key)? {
-            None => Ok(None),
+            None => {
+                let mut absent = self.absent.borrow_mut();
+                if absent.len() >= CACHE_MAX_ENTRIES {
+                    absent.clear();
+                }
+                absent.insert(key);
+                Ok(None)
+            }
             Some(v) => {
                 let (conv, seq, _) = decode_idem(&self.tree, &key, &v)?;
                 Ok(Some((conv, seq)))
@@ -170,6 +179,8 @@ impl ConvWriter {
         extra: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         self.check_batch(batch.iter().map(|(m, _)| m))?;
+        // This append adds keys: the lookups before it no longer prove anything.
+        self.absent.get_mut().clear();
         for user in batch.iter().flat_map(|(_, r)| r) {
             check_user(user)?;
         }
@@ -245,8 +256,9 @@ impl ConvWriter {
                     "client id must be 1..={MAX_CLIENT_ID_LEN} bytes"
                 )));
             }
+            let key = tag_key(TAG_IDEM, &msg.from, msg.client_id.as_bytes());
             let dup = !seen.insert((msg.from.as_str(), msg.client_id.as_str()))
-                || self.find_idempotent(&msg.from, &msg.client_id)?.is_some();
+                || (!self.absent.borrow().contains(&key) && self.tree.contains_key(&key)?);
             if dup {
                 return Err(StoreError::InvalidInput(format!(
                     "message ({:?}, {:?}) is already stored",

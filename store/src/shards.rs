@@ -2,7 +2,8 @@
 //! per-shard trees `conv.{shard}` and `inbox.{shard}`, and the single-writer
 //! rule for conversation shards ([`ConvWriter`]).
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -127,6 +128,10 @@ pub struct ConvWriter {
     pub(crate) last_seq: HashMap<String, u64>,
     /// `(conv, seq)` of the messages named by the shard's batch marker (`P`), as on disk.
     pub(crate) batch_pending: Vec<(String, u64)>,
+    /// Idempotency keys [`ConvWriter::find_idempotent`] found absent since the last append.
+    /// Only this writer adds such keys, so they are still absent when the append's guard
+    /// checks them, and it does not read them again.
+    pub(crate) absent: RefCell<HashSet<Vec<u8>>>,
 }
 
 impl fmt::Debug for ConvWriter {
@@ -205,6 +210,7 @@ impl Store {
             shard,
             tree: shards.conv[shard].clone(),
             last_seq: HashMap::new(),
+            absent: RefCell::default(),
             batch_pending: Vec::new(),
         };
         // On error the writer is dropped here, which releases the shard again.

@@ -132,6 +132,49 @@ fn idempotency_lookup_and_guard() {
     assert_eq!(w.find_idempotent("alice", &"y".repeat(64)).unwrap(), None);
 }
 
+/// The writer remembers the ids a lookup found absent, so that the append right after does not
+/// read them again; an append must end that, or a retry of a just-stored id would get through.
+#[test]
+fn an_id_looked_up_before_its_append_is_refused_after_it() {
+    let (_dir, store, _) = open_tmp();
+    let c = convs_on_shard(&store, 5, 1);
+    let mut w = store.conv_writer(5).unwrap();
+    assert_eq!(w.find_idempotent("alice", "k").unwrap(), None);
+    assert_eq!(w.find_idempotent("alice", "k").unwrap(), None);
+    let twice = vec![new_msg(&c[0], "alice", "k"), new_msg(&c[0], "alice", "k")];
+    assert!(matches!(w.append(twice), Err(StoreError::InvalidInput(_))));
+    assert_eq!(
+        seqs(&w.append(vec![new_msg(&c[0], "alice", "k")]).unwrap()),
+        vec![1]
+    );
+    for _ in 0..2 {
+        let again = w.append(vec![new_msg(&c[0], "alice", "k")]);
+        assert!(
+            matches!(again, Err(StoreError::InvalidInput(_))),
+            "{again:?}"
+        );
+    }
+    assert_eq!(
+        w.find_idempotent("alice", "k").unwrap(),
+        Some((c[0].clone(), 1))
+    );
+    // A lookup that found nothing, then an append of other ids, then the id itself.
+    assert_eq!(w.find_idempotent("alice", "later").unwrap(), None);
+    assert_eq!(
+        seqs(&w.append(vec![new_msg(&c[0], "alice", "other")]).unwrap()),
+        vec![2]
+    );
+    assert_eq!(
+        seqs(&w.append(vec![new_msg(&c[0], "alice", "later")]).unwrap()),
+        vec![3]
+    );
+    let again = w.append(vec![new_msg(&c[0], "alice", "later")]);
+    assert!(
+        matches!(again, Err(StoreError::InvalidInput(_))),
+        "{again:?}"
+    );
+}
+
 #[test]
 fn conv_of_other_shard_is_refused() {
     let (_dir, store, _) = open_tmp();
