@@ -134,11 +134,13 @@ fn commit(services: &Arc<Services>, publish: &mut Vec<(String, Vec<u8>)>) -> boo
         return false;
     }
     services.catch_up_presence();
+    let mut events = services.publisher.batch();
     for (user, payload) in publish.drain(..) {
         if services.presence.is_online(&user) {
-            services.publisher.to_user(&user, payload);
+            events.for_user(&user, payload);
         }
     }
+    events.send();
     true
 }
 

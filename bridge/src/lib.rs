@@ -4,8 +4,8 @@
 //! `/tenants/+/out` and `/tenants/+/status`, takes the user from the topic (never from the
 //! payload), parses the request with `chat-proto`, and dispatches it: `send` and `receipt` to the
 //! worker that owns the conversation's shard (one writer per shard gives one order per
-//! conversation), `sync` and `history` to the blocking pool (reads). Events go back out through
-//! one publishing thread per partition. Bad input is answered with an `error` event to the device
+//! conversation), `sync` and `history` to the blocking pool (reads). Events go back out on the
+//! link of the recipient's partition, queued there by whoever produced them. Bad input is answered with an `error` event to the device
 //! that sent it and never reaches anyone else.
 //!
 //! Entry point: [`Bridge::start`].
@@ -20,7 +20,7 @@
 //! - `reads.rs`: `sync`, `history` and `group_info` answers (history also serves HTTP)
 //! - `events.rs`: stored records to wire events
 //! - `flusher.rs`: group commit (the only code that flushes the store)
-//! - `publisher.rs`: publishing threads, one per router partition
+//! - `publisher.rs`: publishing on the bridge's links, batched per router notification
 //! - `presence.rs`: the online table and last-seen
 //! - `ids.rs`: Snowflake message ids
 //! - `stats.rs`: [`BridgeStats`], the meters the node exports
@@ -180,7 +180,7 @@ impl Bridge {
         let stats = Arc::new(BridgeStats::new(store.config().shards));
         let services = Arc::new(Services {
             store: store.clone(),
-            publisher: Publisher::start(txs)?,
+            publisher: Publisher::new(txs),
             presence: presence.clone(),
             connections: presence::Feed::new(events),
             flusher: Flusher::new(store.clone(), stats.clone()),

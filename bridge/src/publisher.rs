@@ -1,85 +1,135 @@
-//! Publishing events to devices. Each router partition has one thread that owns the bridge's
-//! link on that router and publishes what the workers hand it, in order, batching whatever is
-//! queued into one router notification.
+//! Publishing events to devices. The bridge has one link per router partition; whoever
+//! publishes (a shard worker, the fan-out, a read answering `sync`) queues the publish on the
+//! link of the recipient's partition itself and tells that router, once per [`Batch`].
+//!
+//! There is no publishing thread in between: that hop cost a thread wake-up per partition and
+//! round, on the path of every `sent` and `msg` (docs/BENCHMARKS.md).
 
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use chat_broker::{partition_of, LinkTx};
+use bytes::Bytes;
+use chat_broker::{partition_of, LinkTx, Packet, Publish};
 use tracing::warn;
-
-/// A publish: topic and payload.
-type Outgoing = (String, Vec<u8>);
-
-/// Most publishes handed to the router per notification.
-const BATCH: usize = 256;
 
 /// Cloneable handle: publish to a user's or a device's topic.
 #[derive(Clone)]
 pub struct Publisher {
-    partitions: Vec<Sender<Outgoing>>,
+    /// Link `i` is on router partition `i`.
+    links: Arc<[Mutex<LinkTx>]>,
 }
 
 impl Publisher {
-    /// Starts one publishing thread per link (link `i` must be on partition `i`).
-    pub fn start(links: Vec<LinkTx>) -> std::io::Result<Publisher> {
-        let mut partitions = Vec::with_capacity(links.len());
-        for (i, link) in links.into_iter().enumerate() {
-            let (tx, rx) = channel();
-            std::thread::Builder::new()
-                .name(format!("chat-publish-{i}"))
-                .spawn(move || run(link, rx))?;
-            partitions.push(tx);
+    /// A publisher over the bridge's links (link `i` must be on partition `i`).
+    pub fn new(links: Vec<LinkTx>) -> Publisher {
+        Publisher {
+            links: links.into_iter().map(Mutex::new).collect(),
         }
-        Ok(Publisher { partitions })
+    }
+
+    /// Publishes gathered until [`Batch::send`] (or the batch's drop) and handed to each
+    /// router at once.
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            publisher: self,
+            queued: Vec::new(),
+        }
     }
 
     /// Publishes to `/tenants/{user}/in`: every device of the user.
     pub fn to_user(&self, user: &str, payload: Vec<u8>) {
-        self.publish(user, format!("/tenants/{user}/in"), payload);
+        self.publish_one(user, format!("/tenants/{user}/in"), payload);
     }
 
     /// Publishes to `/tenants/{user}/in/{device}`, or to the user's topic when no device is named.
     pub fn to_device(&self, user: &str, device: Option<&str>, payload: Vec<u8>) {
         match device {
-            Some(device) => self.publish(user, format!("/tenants/{user}/in/{device}"), payload),
+            Some(device) => self.publish_one(user, format!("/tenants/{user}/in/{device}"), payload),
             None => self.to_user(user, payload),
         }
     }
 
-    fn publish(&self, user: &str, topic: String, payload: Vec<u8>) {
-        let partition = partition_of(user, self.partitions.len());
-        if self.partitions[partition].send((topic, payload)).is_err() {
+    fn publish_one(&self, user: &str, topic: String, payload: Vec<u8>) {
+        let partition = partition_of(user, self.links.len());
+        self.hand_over(partition, std::iter::once(publish(topic, payload)));
+    }
+
+    /// Queues `publishes` on `partition`'s link and notifies its router once. In order: the
+    /// router takes the link's whole queue on each notification.
+    fn hand_over(&self, partition: usize, publishes: impl DoubleEndedIterator<Item = Packet>) {
+        let mut publishes = publishes.into_iter();
+        let Some(last) = publishes.next_back() else {
+            return;
+        };
+        let mut link = self.links[partition]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        link.buffer().extend(publishes);
+        // `push` queues the last one and notifies the router for all of them.
+        if link.push(last).is_err() {
             warn!(
-                user,
-                "publisher stopped; event dropped (the device gets it by sync)"
+                partition,
+                "router link closed; events dropped (devices get them by sync)"
             );
         }
     }
 }
 
-fn run(mut link: LinkTx, rx: Receiver<Outgoing>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch: Vec<Outgoing> = Vec::with_capacity(16);
-        batch.push(first);
-        batch.extend(rx.try_iter().take(BATCH - 1));
-        let Some((topic, payload)) = batch.pop() else {
-            continue;
-        };
-        {
-            let mut buffer = link.buffer();
-            for (topic, payload) in batch {
-                let publish = chat_broker::Publish::new(
-                    bytes::Bytes::from(topic),
-                    bytes::Bytes::from(payload),
-                    false,
-                );
-                buffer.push_back(chat_broker::Packet::Publish(publish, None));
-            }
+fn publish(topic: String, payload: Vec<u8>) -> Packet {
+    let publish = Publish::new(Bytes::from(topic), Bytes::from(payload), false);
+    Packet::Publish(publish, None)
+}
+
+/// Publishes to hand over together: one lock of each partition's link and one router
+/// notification per partition, however many publishes. Sent when dropped if not before.
+pub struct Batch<'a> {
+    publisher: &'a Publisher,
+    /// `(partition, publish)`, in the order they were added.
+    queued: Vec<(usize, Packet)>,
+}
+
+impl Batch<'_> {
+    /// Adds a publish to `/tenants/{user}/in`: every device of the user.
+    pub fn for_user(&mut self, user: &str, payload: Vec<u8>) {
+        self.add(user, format!("/tenants/{user}/in"), payload);
+    }
+
+    /// Adds a publish to `/tenants/{user}/in/{device}`, or to the user's topic when no device
+    /// is named.
+    pub fn for_device(&mut self, user: &str, device: Option<&str>, payload: Vec<u8>) {
+        match device {
+            Some(device) => self.add(user, format!("/tenants/{user}/in/{device}"), payload),
+            None => self.for_user(user, payload),
         }
-        // `publish` queues the last one and notifies the router once for the whole batch.
-        if link.publish(topic, payload).is_err() {
-            warn!("router link closed; publisher stopping");
-            return;
+    }
+
+    /// Hands everything added to the routers.
+    pub fn send(mut self) {
+        self.hand_over();
+    }
+
+    fn add(&mut self, user: &str, topic: String, payload: Vec<u8>) {
+        let partition = partition_of(user, self.publisher.links.len());
+        self.queued.push((partition, publish(topic, payload)));
+    }
+
+    fn hand_over(&mut self) {
+        // Stable: each partition's publishes keep the order they were added in.
+        self.queued.sort_by_key(|(partition, _)| *partition);
+        let mut queued = self.queued.drain(..).peekable();
+        while let Some(&(partition, _)) = queued.peek() {
+            let run: Vec<Packet> = std::iter::from_fn(|| {
+                queued
+                    .next_if(|(p, _)| *p == partition)
+                    .map(|(_, publish)| publish)
+            })
+            .collect();
+            self.publisher.hand_over(partition, run.into_iter());
         }
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.hand_over();
     }
 }

@@ -277,19 +277,21 @@ impl Worker {
             services.stats.send_latency.observe(at.elapsed());
         }
         services.catch_up_presence();
+        let mut events = services.publisher.batch();
         for (user, payload) in round.publish {
             if services.presence.is_online(&user) {
-                services.publisher.to_user(&user, payload);
+                events.for_user(&user, payload);
             }
         }
+        events.send();
         if let Err(e) = self.writer.clear_batch_pending() {
             warn!(error = %e, "clearing the batch marker failed");
         }
+        let mut answers = services.publisher.batch();
         for (origin, payload) in round.answers {
-            services
-                .publisher
-                .to_device(&origin.user, origin.device.as_deref(), payload);
+            answers.for_device(&origin.user, origin.device.as_deref(), payload);
         }
+        answers.send();
         for (origin, id) in round.retries {
             answer_retry(&self.writer, &services, &origin, &id);
         }

@@ -12,7 +12,7 @@ pub struct BrokerConfig {
     /// username = user id and password = a session token. Traffic is unencrypted: keep it on loopback.
     pub plaintext_listen: Option<String>,
     /// Number of rumqttd routers users are spread over (by a hash of the user id), 1..=64;
-    /// each is a router thread plus a bridge publishing thread. Default twice the CPUs, 2..=16
+    /// each is a router thread (with a bridge link on it). Default twice the CPUs, 2..=16
     /// ([`default_partitions`]). With the patched router (third_party/README.md) a device's
     /// topics are looked up, not matched against every filter, so partitions no longer buy
     /// connect-storm speed; more threads than cores only cost throughput (docs/BENCHMARKS.md).
