@@ -232,7 +232,10 @@ impl Router {
     }
 
     fn events(&mut self, id: ConnectionId, data: Event) {
-        let span = tracing::error_span!("[>] incoming", connection_id = id);
+        // chatd patch: trace, not error. An error-level span is enabled under any log filter
+        // that keeps rumqttd's warnings, and it was created, its fields formatted, entered
+        // and closed for every event the router handles (docs/BENCHMARKS.md).
+        let span = tracing::trace_span!("[>] incoming", connection_id = id);
         let _guard = span.enter();
 
         match data {
@@ -542,7 +545,8 @@ impl Router {
         };
 
         let client_id = incoming.client_id.clone();
-        let span = tracing::error_span!("incoming_payload", client_id);
+        // chatd patch: trace, not error (see `events`).
+        let span = tracing::trace_span!("incoming_payload", client_id);
         let _guard = span.enter();
 
         // Instead of exchanging, we should just append new incoming packets inside cache
@@ -558,7 +562,8 @@ impl Router {
         for packet in packets.drain(0..) {
             match packet {
                 Packet::Publish(publish, properties) => {
-                    let span = tracing::error_span!("publish", topic = ?publish.topic, pkid = publish.pkid);
+                    // chatd patch: trace, not error (see `events`).
+                    let span = tracing::trace_span!("publish", topic = ?publish.topic, pkid = publish.pkid);
                     let _guard = span.enter();
 
                     let qos = publish.qos;
