@@ -5,8 +5,8 @@
 //! payload), parses the request with `chat-proto`, and dispatches it: `send` and `receipt` to the
 //! worker that owns the conversation's shard (one writer per shard gives one order per
 //! conversation), `sync` and `history` to the blocking pool (reads). Events go back out on the
-//! link of the recipient's partition, queued there by whoever produced them. Bad input is answered with an `error` event to the device
-//! that sent it and never reaches anyone else.
+//! link of the recipient's partition, queued there by whoever produced them. Bad input is
+//! answered with an `error` event to the device that sent it and never reaches anyone else.
 //!
 //! Entry point: [`Bridge::start`].
 //!
