@@ -392,7 +392,8 @@ struct Session<S> {
 /// What [`Session::wait`] woke up for.
 #[allow(
     clippy::large_enum_variant,
-    reason = "returned once per wake-up and taken apart at once; a box would cost an allocation per notification"
+    reason = "returned once per wake-up and taken apart at once; a box would cost an \
+              allocation per notification"
 )]
 enum Woke {
     /// The client sent bytes (in the codec's buffer now).

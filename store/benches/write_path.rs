@@ -1,8 +1,8 @@
 //! The store's share of a 1:1 message, as the bridge does it: the idempotency lookup of each
-//! send, a group-commit batch of messages appended to their conversation shards (message, idempotency key, the shard's
-//! batch marker), every inbox entry of the batch (the recipient's `msg` and the sender's
-//! `sent`) in one call, the batch markers cleared; with and without the durable flush at the
-//! end of the batch.
+//! send, a group-commit batch of messages appended to their conversation shards (message,
+//! idempotency key, the shard's batch marker), every inbox entry of the batch (the recipient's
+//! `msg` and the sender's `sent`) in one call, the batch markers cleared; with and without the
+//! durable flush at the end of the batch.
 //! Reported per message (criterion's "elements"). Run with
 //! `cargo bench -p chat-store --bench write_path`.
 
