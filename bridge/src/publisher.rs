@@ -26,8 +26,8 @@ impl Publisher {
         }
     }
 
-    /// Publishes gathered until [`Batch::send`] (or the batch's drop) and handed to each
-    /// router at once.
+    /// Publishes gathered until the batch is sent (or dropped), then handed to each router at
+    /// once.
     pub fn batch(&self) -> Batch<'_> {
         Batch {
             publisher: self,
