@@ -37,26 +37,18 @@ impl Publisher {
 
     /// Publishes to `/tenants/{user}/in`: every device of the user.
     pub fn to_user(&self, user: &str, payload: Vec<u8>) {
-        self.publish_one(user, format!("/tenants/{user}/in"), payload);
+        self.to_device(user, None, payload);
     }
 
     /// Publishes to `/tenants/{user}/in/{device}`, or to the user's topic when no device is named.
     pub fn to_device(&self, user: &str, device: Option<&str>, payload: Vec<u8>) {
-        match device {
-            Some(device) => self.publish_one(user, format!("/tenants/{user}/in/{device}"), payload),
-            None => self.to_user(user, payload),
-        }
-    }
-
-    fn publish_one(&self, user: &str, topic: String, payload: Vec<u8>) {
         let partition = partition_of(user, self.links.len());
-        self.hand_over(partition, std::iter::once(publish(topic, payload)));
+        self.hand_over(partition, std::iter::once(publish(user, device, payload)));
     }
 
     /// Queues `publishes` on `partition`'s link and notifies its router once. In order: the
     /// router takes the link's whole queue on each notification.
-    fn hand_over(&self, partition: usize, publishes: impl DoubleEndedIterator<Item = Packet>) {
-        let mut publishes = publishes.into_iter();
+    fn hand_over(&self, partition: usize, mut publishes: impl DoubleEndedIterator<Item = Packet>) {
         let Some(last) = publishes.next_back() else {
             return;
         };
@@ -74,7 +66,13 @@ impl Publisher {
     }
 }
 
-fn publish(topic: String, payload: Vec<u8>) -> Packet {
+/// A publish to `/tenants/{user}/in/{device}`, or to `/tenants/{user}/in` (every device of the
+/// user) when no device is named.
+fn publish(user: &str, device: Option<&str>, payload: Vec<u8>) -> Packet {
+    let topic = match device {
+        Some(device) => format!("/tenants/{user}/in/{device}"),
+        None => format!("/tenants/{user}/in"),
+    };
     let publish = Publish::new(Bytes::from(topic), Bytes::from(payload), false);
     Packet::Publish(publish, None)
 }
@@ -90,26 +88,20 @@ pub struct Batch<'a> {
 impl Batch<'_> {
     /// Adds a publish to `/tenants/{user}/in`: every device of the user.
     pub fn for_user(&mut self, user: &str, payload: Vec<u8>) {
-        self.add(user, format!("/tenants/{user}/in"), payload);
+        self.for_device(user, None, payload);
     }
 
     /// Adds a publish to `/tenants/{user}/in/{device}`, or to the user's topic when no device
     /// is named.
     pub fn for_device(&mut self, user: &str, device: Option<&str>, payload: Vec<u8>) {
-        match device {
-            Some(device) => self.add(user, format!("/tenants/{user}/in/{device}"), payload),
-            None => self.for_user(user, payload),
-        }
+        let partition = partition_of(user, self.publisher.links.len());
+        self.queued
+            .push((partition, publish(user, device, payload)));
     }
 
     /// Hands everything added to the routers.
     pub fn send(mut self) {
         self.hand_over();
-    }
-
-    fn add(&mut self, user: &str, topic: String, payload: Vec<u8>) {
-        let partition = partition_of(user, self.publisher.links.len());
-        self.queued.push((partition, publish(topic, payload)));
     }
 
     fn hand_over(&mut self) {
