@@ -299,22 +299,17 @@ fn authenticate(
     Ok((user, device))
 }
 
-/// Builds the rumqttd link off the runtime (`LinkBuilder::build` blocks on the router).
-async fn build_link(shared: &Arc<Shared>, user: &str, device: &str) -> Option<(LinkTx, LinkRx)> {
+/// Builds the device's rumqttd link on its user's partition.
+async fn build_link(shared: &Shared, user: &str, device: &str) -> Option<(LinkTx, LinkRx)> {
     let partition = shared.routers.partition_of(user);
-    let (shared, user, device) = (shared.clone(), user.to_owned(), device.to_owned());
-    let built = tokio::task::spawn_blocking(move || {
-        shared.routers.build_link(partition, &device, Some(user))
-    })
-    .await;
-    match built {
-        Ok(Ok(link)) => Some(link),
-        Ok(Err(e)) => {
-            debug!(error = %e, "router refused the link");
-            None
-        }
+    match shared
+        .routers
+        .build_link(partition, device, Some(user.to_owned()))
+        .await
+    {
+        Ok(link) => Some(link),
         Err(e) => {
-            debug!(error = %e, "link task failed");
+            debug!(error = %e, "router refused the link");
             None
         }
     }

@@ -1,14 +1,19 @@
 //! The embedded rumqttd routers, one per partition of users, and how links to them are built.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use rumqttd::local::{LinkBuilder, LinkRx, LinkTx};
 use rumqttd::{Router, RouterConfig};
 
 use crate::BrokerConfig;
 
+/// A link being built: resolves once the router has answered.
+type LinkFuture = Pin<Box<dyn Future<Output = Result<(LinkTx, LinkRx), String>> + Send>>;
+
 /// Builds a link on one router: `(client_id, tenant)`. `Router::spawn` returns a sender whose
 /// type rumqttd does not export, so it lives inside this closure.
-type BuildLink =
-    Box<dyn Fn(&str, Option<String>) -> Result<(LinkTx, LinkRx), String> + Send + Sync>;
+type BuildLink = Box<dyn Fn(String, Option<String>) -> LinkFuture + Send + Sync>;
 
 /// Links that the router cannot refuse: the bridge's local links come on top of device connections.
 const SPARE_LINKS: usize = 64;
@@ -34,12 +39,16 @@ impl Routers {
                 };
                 let tx = Router::new(id, router_cfg).spawn();
                 let build: BuildLink = Box::new(move |client_id, tenant| {
-                    LinkBuilder::new(client_id, tx.clone())
-                        .tenant_id(tenant)
-                        .clean_session(true)
-                        .build()
-                        .map(|(tx, rx, _connack)| (tx, rx))
-                        .map_err(|e| e.to_string())
+                    let tx = tx.clone();
+                    Box::pin(async move {
+                        LinkBuilder::new(&client_id, tx)
+                            .tenant_id(tenant)
+                            .clean_session(true)
+                            .build_async()
+                            .await
+                            .map(|(tx, rx, _connack)| (tx, rx))
+                            .map_err(|e| e.to_string())
+                    })
                 });
                 build
             })
@@ -57,16 +66,16 @@ impl Routers {
         partition_of(user, self.builders.len())
     }
 
-    /// Builds a link on `partition`. Blocks until the router answers: call it off the async
-    /// runtime (`spawn_blocking`).
-    pub fn build_link(
+    /// Builds a link on `partition`: resolves when the router has answered (no thread waits
+    /// for it).
+    pub async fn build_link(
         &self,
         partition: usize,
         client_id: &str,
         tenant: Option<String>,
     ) -> Result<(LinkTx, LinkRx), String> {
         let build = &self.builders[partition % self.builders.len()];
-        build(client_id, tenant)
+        build(client_id.to_owned(), tenant).await
     }
 }
 

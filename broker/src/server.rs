@@ -226,11 +226,10 @@ impl Broker {
         partition: usize,
         client_id: &str,
     ) -> Result<(LinkTx, LinkRx), BrokerError> {
-        let shared = self.shared.clone();
-        let client_id = client_id.to_owned();
-        tokio::task::spawn_blocking(move || shared.routers.build_link(partition, &client_id, None))
+        self.shared
+            .routers
+            .build_link(partition, client_id, None)
             .await
-            .map_err(|e| BrokerError::Link(e.to_string()))?
             .map_err(BrokerError::Link)
     }
 

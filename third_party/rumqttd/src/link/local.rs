@@ -99,6 +99,24 @@ impl<'a> LinkBuilder<'a> {
     }
 
     pub fn build(self) -> Result<(LinkTx, LinkRx, Notification), LinkError> {
+        let (event, pending) = self.connect_event();
+        pending.router_tx.send((0, event))?;
+        pending.link_rx.recv()?;
+        pending.finish()
+    }
+
+    // chatd patch: `build` without blocking a thread: the front end awaits the router's
+    // ConnAck instead of parking a blocking-pool thread per connecting device.
+    pub async fn build_async(self) -> Result<(LinkTx, LinkRx, Notification), LinkError> {
+        let (event, pending) = self.connect_event();
+        pending.router_tx.send_async((0, event)).await?;
+        pending.link_rx.recv_async().await?;
+        pending.finish()
+    }
+
+    // chatd patch: the part of `build` before and after waiting for the router, shared by
+    // `build` and `build_async`.
+    fn connect_event(self) -> (Event, PendingLink) {
         // Connect to router
         // Local connections to the router shall have access to all subscriptions
         let mut connection = Connection::new(
@@ -121,11 +139,31 @@ impl<'a> LinkBuilder<'a> {
             incoming,
             outgoing,
         };
+        let pending = PendingLink {
+            router_tx: self.router_tx,
+            link_rx,
+            outgoing_data_buffer,
+            incoming_data_buffer,
+        };
+        (event, pending)
+    }
+}
 
-        self.router_tx.send((0, event))?;
+// chatd patch: a link whose Connect event is on its way to the router.
+struct PendingLink {
+    router_tx: Sender<(ConnectionId, Event)>,
+    link_rx: Receiver<()>,
+    outgoing_data_buffer: Arc<Mutex<VecDeque<Notification>>>,
+    incoming_data_buffer: Arc<Mutex<VecDeque<Packet>>>,
+}
 
-        link_rx.recv()?;
-        let notification = outgoing_data_buffer.lock().pop_front().unwrap();
+impl PendingLink {
+    fn finish(self) -> Result<(LinkTx, LinkRx, Notification), LinkError> {
+        let notification = self
+            .outgoing_data_buffer
+            .lock()
+            .pop_front()
+            .ok_or(LinkError::NotConnectionAck)?;
 
         // Right now link identifies failure with dropped rx in router,
         // which is probably ok. We need this here to get id assigned by router
@@ -134,8 +172,8 @@ impl<'a> LinkBuilder<'a> {
             _message => return Err(LinkError::NotConnectionAck),
         };
 
-        let tx = LinkTx::new(id, self.router_tx.clone(), incoming_data_buffer);
-        let rx = LinkRx::new(id, self.router_tx, link_rx, outgoing_data_buffer);
+        let tx = LinkTx::new(id, self.router_tx.clone(), self.incoming_data_buffer);
+        let rx = LinkRx::new(id, self.router_tx, self.link_rx, self.outgoing_data_buffer);
         Ok((tx, rx, notification))
     }
 }
