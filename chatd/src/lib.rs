@@ -6,6 +6,7 @@
 //! logging and waits for a signal.
 //!
 //! Layout:
+//! - `alloc.rs`: one malloc arena per core, set first in `main`
 //! - `config.rs`: [`Config`], layered from defaults, TOML, `CHATD__SECTION__KEY` and flags
 //! - `fill.rs`: `chatd fill`, messages written straight into a data directory (benchmarks)
 //! - `node.rs`: [`Node`]: wiring and lifecycle (draining, graceful shutdown)
@@ -13,6 +14,7 @@
 //!   `/readyz` and the dashboard), served by axum
 //! - `ops/`: [`ops::Ops`]: live figures, readiness, the sampler, the push seam
 
+pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod fill;
