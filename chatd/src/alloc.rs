@@ -5,11 +5,12 @@
 //! sled's pool), so a connection's buffers end up spread over many arenas, memory freed in one
 //! cannot serve another, and each arena other than the first grows its heap a page at a time
 //! with an `mprotect` call. Measured in a storm of 10,000 TLS devices (docs/BENCHMARKS.md):
-//! with one arena per core the node held 11-12 KiB per connection instead of 20, took 40% fewer
-//! page faults and 9,000 `mprotect` calls instead of 43,000.
+//! with one arena per core the node held 10-13 KiB per connection instead of 20, took 40% fewer
+//! page faults and 7,000-14,000 `mprotect` calls instead of 42,000-44,000.
 
-/// The arena limit for `cores` cores: one per core (at least 2, so that two threads never wait
-/// on one lock), unless the operator chose one with `MALLOC_ARENA_MAX` or
+/// The arena limit for `cores` cores: one per core, and at least 2 (with a single arena every
+/// thread shares one malloc lock, and two of six half-load runs had a p99 of 180 ms), unless
+/// the operator chose one with `MALLOC_ARENA_MAX` or
 /// `GLIBC_TUNABLES=glibc.malloc.arena_max=N` (given here as `env`), which then stands.
 pub fn arena_limit(env: impl Fn(&str) -> Option<String>, cores: usize) -> Option<usize> {
     let chosen = env("MALLOC_ARENA_MAX").is_some()
