@@ -1,4 +1,4 @@
-//! [`Authority`]: the loaded CA and server certificate, and the rustls server configuration.
+//! [`Authority`]: the loaded CA and server certificate, and the rustls server configurations.
 
 use std::fmt;
 use std::path::Path;
@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::ca::{self, CaMaterial};
 use crate::server::{self, ServerMaterial};
+use crate::verifier::{IssuedCerts, RecordedFirst};
 use crate::{files, CertError, CertsConfig};
 
 /// The deployment's certificate authority: the CA (with its key, for signing device
@@ -83,6 +85,12 @@ impl Authority {
         self.device_validity
     }
 
+    /// The fingerprint of a device certificate (DER) under this CA, as in
+    /// [`DeviceCert::fingerprint`](crate::DeviceCert::fingerprint).
+    pub fn fingerprint(&self, cert_der: &[u8]) -> String {
+        crate::verifier::fingerprint(&self.ca.der, cert_der)
+    }
+
     /// A root store holding only this authority's CA certificate.
     pub fn root_store(&self) -> Result<RootCertStore, CertError> {
         let mut roots = RootCertStore::empty();
@@ -100,18 +108,45 @@ impl Authority {
         &self,
         require_client_cert: bool,
     ) -> Result<Arc<rustls::ServerConfig>, CertError> {
-        let provider = crypto_provider();
-        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        let verifier = if require_client_cert {
+            Some(self.client_verifier()?)
+        } else {
+            None
+        };
+        self.tls_config(verifier)
+    }
+
+    /// The MQTT listener's configuration: like `server_tls_config(true)`, but a device
+    /// certificate whose fingerprint `issued` recorded at enrolment ([`DeviceCert::fingerprint`])
+    /// skips the check of the CA's signature on it (its validity period is still checked).
+    /// Every other certificate gets the full check.
+    ///
+    /// [`DeviceCert::fingerprint`]: crate::DeviceCert::fingerprint
+    pub fn device_tls_config(
+        &self,
+        issued: Arc<dyn IssuedCerts>,
+    ) -> Result<Arc<rustls::ServerConfig>, CertError> {
+        let verifier = RecordedFirst::new(self.client_verifier()?, issued, self.ca.der.to_vec());
+        self.tls_config(Some(Arc::new(verifier)))
+    }
+
+    /// webpki's check of client certificates against this CA.
+    fn client_verifier(&self) -> Result<Arc<dyn ClientCertVerifier>, CertError> {
+        WebPkiClientVerifier::builder_with_provider(Arc::new(self.root_store()?), crypto_provider())
+            .build()
+            .map_err(|e| CertError::Tls(format!("client certificate verifier: {e}")))
+    }
+
+    fn tls_config(
+        &self,
+        client_verifier: Option<Arc<dyn ClientCertVerifier>>,
+    ) -> Result<Arc<rustls::ServerConfig>, CertError> {
+        let builder = rustls::ServerConfig::builder_with_provider(crypto_provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| CertError::Tls(format!("protocol versions: {e}")))?;
-        let builder = if require_client_cert {
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(self.root_store()?), provider)
-                    .build()
-                    .map_err(|e| CertError::Tls(format!("client certificate verifier: {e}")))?;
-            builder.with_client_cert_verifier(verifier)
-        } else {
-            builder.with_no_client_auth()
+        let builder = match client_verifier {
+            Some(verifier) => builder.with_client_cert_verifier(verifier),
+            None => builder.with_no_client_auth(),
         };
         let mut config = builder
             .with_single_cert(self.server_cert_chain(), self.server_key())

@@ -32,7 +32,7 @@ impl Authority {
         let public_key = csr_public_key(csr_pem)?;
         let (not_before, not_after) = self.default_validity()?;
         let cert = self.sign_device(&public_key, user, device, not_before, not_after)?;
-        device_cert(&cert, None)
+        self.device_cert(&cert, None)
     }
 
     /// Like [`Authority::sign_csr`], but generates a fresh P-256 key pair and returns its
@@ -58,7 +58,7 @@ impl Authority {
         }
         let key = ca::new_key()?;
         let cert = self.sign_device(&key, user, device, not_before, not_after)?;
-        device_cert(&cert, Some(key.serialize_pem()))
+        self.device_cert(&cert, Some(key.serialize_pem()))
     }
 
     fn default_validity(&self) -> Result<(OffsetDateTime, OffsetDateTime), CertError> {
@@ -89,6 +89,21 @@ impl Authority {
         tracing::debug!(user, device, %not_after, "issued a device certificate");
         Ok(cert)
     }
+
+    fn device_cert(
+        &self,
+        cert: &Certificate,
+        key_pem: Option<String>,
+    ) -> Result<DeviceCert, CertError> {
+        let identity = peer_identity(cert.der())?;
+        Ok(DeviceCert {
+            cert_pem: cert.pem(),
+            key_pem,
+            serial: identity.serial,
+            expires_at: identity.not_after,
+            fingerprint: self.fingerprint(cert.der()),
+        })
+    }
 }
 
 fn subject(user: &str, device: &str) -> DistinguishedName {
@@ -96,16 +111,6 @@ fn subject(user: &str, device: &str) -> DistinguishedName {
     dn.push(DnType::OrganizationName, user);
     dn.push(DnType::CommonName, device);
     dn
-}
-
-fn device_cert(cert: &Certificate, key_pem: Option<String>) -> Result<DeviceCert, CertError> {
-    let identity = peer_identity(cert.der())?;
-    Ok(DeviceCert {
-        cert_pem: cert.pem(),
-        key_pem,
-        serial: identity.serial,
-        expires_at: identity.not_after,
-    })
 }
 
 /// User and device ids: 1 to 64 characters, no control characters.
@@ -164,7 +169,7 @@ pub fn make_csr(user: &str, device: &str) -> Result<(String, String), CertError>
 }
 
 /// Parses a DER certificate and returns its subject's O and CN, its serial (hex) and its
-/// not_after (unix seconds). It checks nothing about trust: call it on a certificate rustls
+/// validity bounds (unix seconds). It checks nothing about trust: call it on a certificate rustls
 /// has already verified. A subject without exactly one O and one CN is rejected.
 pub fn peer_identity(cert_der: &[u8]) -> Result<PeerIdentity, CertError> {
     let (_, x509) = x509_parser::parse_x509_certificate(cert_der)
@@ -172,12 +177,14 @@ pub fn peer_identity(cert_der: &[u8]) -> Result<PeerIdentity, CertError> {
     let subject = x509.subject();
     let organization = single_attr(subject.iter_organization(), "organization (O)")?;
     let common_name = single_attr(subject.iter_common_name(), "common name (CN)")?;
-    let not_after = u64::try_from(x509.validity().not_after.timestamp())
+    let validity = x509.validity();
+    let not_after = u64::try_from(validity.not_after.timestamp())
         .map_err(|_| CertError::BadCert("not_after is before 1970".into()))?;
     Ok(PeerIdentity {
         organization,
         common_name,
         serial: hex::encode(x509.raw_serial()),
+        not_before: u64::try_from(validity.not_before.timestamp()).unwrap_or(0),
         not_after,
     })
 }

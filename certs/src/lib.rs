@@ -14,6 +14,8 @@
 //! - `server`: the generated server certificate and the checks that decide when to regenerate it.
 //! - `device`: device certificates ([`Authority::sign_csr`], [`Authority::issue`]), [`make_csr`]
 //!   and [`peer_identity`].
+//! - `verifier`: the MQTT listener's device certificate check, which skips the CA signature
+//!   for a certificate whose fingerprint was recorded at enrolment ([`IssuedCerts`]).
 //! - `files`: reading PEM files and writing files atomically with the right permissions.
 
 mod authority;
@@ -22,6 +24,7 @@ mod config;
 mod device;
 mod files;
 mod server;
+mod verifier;
 
 #[cfg(test)]
 mod tests;
@@ -31,6 +34,7 @@ use std::path::PathBuf;
 pub use authority::Authority;
 pub use config::{CertsConfig, DEFAULT_DEVICE_VALIDITY_HOURS, MAX_DEVICE_VALIDITY_HOURS};
 pub use device::{make_csr, peer_identity, MAX_ID_LEN};
+pub use verifier::IssuedCerts;
 
 /// File name of the generated CA certificate inside the certificate directory.
 pub const CA_CERT_FILE: &str = "ca.pem";
@@ -53,6 +57,10 @@ pub struct DeviceCert {
     pub serial: String,
     /// End of validity, unix seconds.
     pub expires_at: u64,
+    /// Lower-case hex SHA-256 over this CA's certificate and this one (64 characters), for
+    /// the node to record at enrolment: the MQTT listener skips the CA signature check for a
+    /// certificate whose fingerprint is the one recorded for its device ([`IssuedCerts`]).
+    pub fingerprint: String,
 }
 
 /// The identity carried by a device certificate, as read by [`peer_identity`].
@@ -64,6 +72,8 @@ pub struct PeerIdentity {
     pub common_name: String,
     /// Serial number, lower-case hex of its DER bytes (same format as [`DeviceCert::serial`]).
     pub serial: String,
+    /// Start of validity, unix seconds (0 for a date before 1970).
+    pub not_before: u64,
     /// End of validity, unix seconds.
     pub not_after: u64,
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chat_bridge::Bridge;
 use chat_broker::{Authorizer, Broker, BrokerHandle};
-use chat_certs::Authority;
+use chat_certs::{Authority, IssuedCerts};
 use chat_push::Pusher;
 use chat_store::Store;
 use tokio::net::TcpListener;
@@ -77,9 +77,30 @@ pub struct Node {
 }
 
 /// Lets a device connect only while it is enrolled, not revoked, and its user is enabled;
-/// checks plaintext logins against session tokens.
+/// checks plaintext logins against session tokens; gives the MQTT listener's TLS check the
+/// certificate fingerprints recorded at enrolment.
 struct StoreAuthorizer {
     store: Store,
+}
+
+impl std::fmt::Debug for StoreAuthorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreAuthorizer").finish_non_exhaustive()
+    }
+}
+
+impl IssuedCerts for StoreAuthorizer {
+    fn recorded_fingerprint(&self, user: &str, device: &str) -> Option<String> {
+        match self.store.device(user, device) {
+            Ok(Some(rec)) if rec.revoked_at.is_none() => rec.cert_fingerprint,
+            Ok(_) => None,
+            Err(e) => {
+                // The full certificate check still runs; `device_allowed` decides after it.
+                warn!(user, device, error = %e, "device lookup failed in the TLS handshake");
+                None
+            }
+        }
+    }
 }
 
 impl Authorizer for StoreAuthorizer {
@@ -111,10 +132,10 @@ impl Node {
                 .await??,
         );
 
-        let mqtt_tls = authority.server_tls_config(true)?;
         let auth = Arc::new(StoreAuthorizer {
             store: store.clone(),
         });
+        let mqtt_tls = authority.device_tls_config(auth.clone())?;
         let pusher = Pusher::start(store.clone(), &config.push)?;
         let (broker, events) = Broker::start(config.mqtt.clone(), mqtt_tls, auth).await?;
         let bridge = Bridge::start(

@@ -8,8 +8,8 @@ use crate::{valid_id, Store, StoreError, TREE_DEVICES};
 /// Longest certificate serial accepted by [`Store::enrol_device`].
 pub const MAX_CERT_SERIAL_LEN: usize = 128;
 
-/// A device of a user, with the serial and expiry of its current client
-/// certificate.
+/// A device of a user, with the serial, expiry and fingerprint of its current
+/// client certificate.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct DeviceRecord {
     /// Owner (see [`crate::valid_id`]).
@@ -22,6 +22,13 @@ pub struct DeviceRecord {
     pub cert_serial: String,
     /// Expiry of that certificate, unix seconds.
     pub cert_expires_at: u64,
+    /// Fingerprint of that certificate as the issuer computed it (`chat-certs`
+    /// `DeviceCert::fingerprint`); `None` in records written before
+    /// fingerprints were kept, and for enrolments that gave none. The MQTT
+    /// listener trusts a certificate with the recorded fingerprint without
+    /// checking the CA's signature on it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_fingerprint: Option<String>,
     /// When the device was revoked, unix seconds. A revoked device id is
     /// retired for good.
     pub revoked_at: Option<u64>,
@@ -29,28 +36,27 @@ pub struct DeviceRecord {
 
 impl Store {
     /// Enrols a device, or renews it (same record, same `created_at`, new
-    /// certificate serial and expiry) if it already exists.
+    /// certificate serial, expiry and fingerprint) if it already exists.
     ///
     /// Errors: [`StoreError::DeviceRevoked`] if the device id was revoked,
     /// [`StoreError::NotFound`] if the user does not exist,
-    /// [`StoreError::InvalidInput`] for malformed ids or a `cert_serial` that
-    /// is empty, longer than [`MAX_CERT_SERIAL_LEN`] or not printable ASCII.
+    /// [`StoreError::InvalidInput`] for malformed ids or a `cert_serial` or
+    /// `cert_fingerprint` that is empty, longer than [`MAX_CERT_SERIAL_LEN`]
+    /// or not printable ASCII.
     pub fn enrol_device(
         &self,
         user_id: &str,
         device_id: &str,
         cert_serial: &str,
         cert_expires_at: u64,
+        cert_fingerprint: Option<&str>,
     ) -> Result<DeviceRecord, StoreError> {
         check_ids(user_id, device_id)?;
-        if cert_serial.is_empty()
-            || cert_serial.len() > MAX_CERT_SERIAL_LEN
-            || !cert_serial.bytes().all(|b| b.is_ascii_graphic())
-        {
-            return Err(StoreError::InvalidInput(format!(
-                "cert serial must be 1..={MAX_CERT_SERIAL_LEN} printable ASCII chars"
-            )));
+        check_cert_field("cert serial", cert_serial)?;
+        if let Some(fingerprint) = cert_fingerprint {
+            check_cert_field("cert fingerprint", fingerprint)?;
         }
+        let cert_fingerprint = cert_fingerprint.map(str::to_owned);
         if self.load_user(user_id)?.is_none() {
             return Err(StoreError::NotFound(format!("user {user_id:?}")));
         }
@@ -65,6 +71,7 @@ impl Store {
                     }
                     rec.cert_serial = cert_serial.to_owned();
                     rec.cert_expires_at = cert_expires_at;
+                    rec.cert_fingerprint.clone_from(&cert_fingerprint);
                     rec
                 }
                 None => DeviceRecord {
@@ -73,6 +80,7 @@ impl Store {
                     created_at: self.now(),
                     cert_serial: cert_serial.to_owned(),
                     cert_expires_at,
+                    cert_fingerprint: cert_fingerprint.clone(),
                     revoked_at: None,
                 },
             };
@@ -181,6 +189,19 @@ fn check_ids(user_id: &str, device_id: &str) -> Result<(), StoreError> {
     if !valid_id(device_id) {
         return Err(StoreError::InvalidInput(format!(
             "invalid device id {device_id:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// A certificate serial or fingerprint: 1 to [`MAX_CERT_SERIAL_LEN`] printable ASCII chars.
+fn check_cert_field(what: &str, value: &str) -> Result<(), StoreError> {
+    if value.is_empty()
+        || value.len() > MAX_CERT_SERIAL_LEN
+        || !value.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(StoreError::InvalidInput(format!(
+            "{what} must be 1..={MAX_CERT_SERIAL_LEN} printable ASCII chars"
         )));
     }
     Ok(())

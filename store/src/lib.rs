@@ -110,7 +110,7 @@
 //! | `users` | `user_id` | JSON `{user_id, created_at, disabled, password_hash}`; `password_hash` is an argon2id PHC string (random 16-byte salt) |
 //! | `sessions` | `sha256(token bytes)` (32 bytes) | JSON `{user_id, created_at, expires_at}` |
 //! | `user_sessions` | `user_id 0x00 sha256(token bytes)` | empty; index for [`Store::revoke_user_sessions`] |
-//! | `devices` | `user_id 0x00 device_id` | JSON [`DeviceRecord`] `{user_id, device_id, created_at, cert_serial, cert_expires_at, revoked_at}` |
+//! | `devices` | `user_id 0x00 device_id` | JSON [`DeviceRecord`] `{user_id, device_id, created_at, cert_serial, cert_expires_at, cert_fingerprint?, revoked_at}` |
 //! | `conv.{shard}` | `'m' conv 0x00 seq` | JSON `{msg_id, from, client_id, ts, content}` ([`StoredMessage`] without `conv`, `seq`, which are in the key) |
 //! | `conv.{shard}` | `'i' sender 0x00 client_id` | fixed: `conv 0x00 seq ts`; idempotency key, `ts` = the message's ts (written-at, for [`ConvWriter::purge_idempotency`]) |
 //! | `conv.{shard}` | `'p' conv 0x00 seq` | fan-out of a group entry is pending: JSON list of its recipient user ids (the members when it was stored); databases written before the batch marker also hold empty ones (1:1, the recipients follow from `conv`) |

@@ -2,6 +2,7 @@
 
 mod config;
 mod devices;
+mod recorded;
 mod storage;
 mod tls;
 

@@ -50,7 +50,7 @@ fn client_config(auth: &Authority, device: Option<&DeviceCert>) -> Arc<ClientCon
 }
 
 /// Runs a handshake in memory; returns the server's error if any.
-fn handshake(
+pub(super) fn handshake(
     client: &mut ClientConnection,
     server: &mut ServerConnection,
 ) -> Result<(), rustls::Error> {

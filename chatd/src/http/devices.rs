@@ -67,7 +67,13 @@ pub async fn enrol(
             Some(csr) => authority.sign_csr(&csr, &u, &d)?,
             None => authority.issue(&u, &d)?,
         };
-        store.enrol_device(&u, &d, &cert.serial, cert.expires_at)?;
+        store.enrol_device(
+            &u,
+            &d,
+            &cert.serial,
+            cert.expires_at,
+            Some(&cert.fingerprint),
+        )?;
         Ok(cert)
     })
     .await?;

@@ -305,6 +305,11 @@ async fn enrol_with_csr_returns_cert_without_key() {
     let record = h.state.store.device("alice", "phone").unwrap().unwrap();
     assert_eq!(record.cert_serial, serial);
     assert_eq!(Some(record.cert_expires_at), body["expires_at"].as_u64());
+    // The fingerprint the MQTT listener matches to skip the CA signature check.
+    let der =
+        CertificateDer::from_pem_slice(body["cert_pem"].as_str().unwrap().as_bytes()).unwrap();
+    let fingerprint = h.state.authority.fingerprint(&der);
+    assert_eq!(record.cert_fingerprint, Some(fingerprint));
 }
 
 #[tokio::test]

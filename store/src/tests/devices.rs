@@ -6,7 +6,7 @@ fn enrol_and_read_device() {
     let (_dir, store, _) = open_tmp();
     store.create_user("alice", "password1").unwrap();
     let rec = store
-        .enrol_device("alice", "phone", "01ab", T0 + 100)
+        .enrol_device("alice", "phone", "01ab", T0 + 100, Some("f1"))
         .unwrap();
     let expected = DeviceRecord {
         user_id: "alice".into(),
@@ -14,6 +14,7 @@ fn enrol_and_read_device() {
         created_at: T0,
         cert_serial: "01ab".into(),
         cert_expires_at: T0 + 100,
+        cert_fingerprint: Some("f1".into()),
         revoked_at: None,
     };
     assert_eq!(rec, expected);
@@ -27,16 +28,49 @@ fn renew_keeps_record_with_new_serial() {
     let (_dir, store, clock) = open_tmp();
     store.create_user("alice", "password1").unwrap();
     store
-        .enrol_device("alice", "phone", "01", T0 + 100)
+        .enrol_device("alice", "phone", "01", T0 + 100, Some("f1"))
         .unwrap();
     clock.advance(50);
     let renewed = store
-        .enrol_device("alice", "phone", "02", T0 + 500)
+        .enrol_device("alice", "phone", "02", T0 + 500, Some("f2"))
         .unwrap();
     assert_eq!(renewed.created_at, T0);
     assert_eq!(renewed.cert_serial, "02");
     assert_eq!(renewed.cert_expires_at, T0 + 500);
+    assert_eq!(renewed.cert_fingerprint.as_deref(), Some("f2"));
     assert_eq!(store.devices("alice").unwrap(), vec![renewed]);
+    // A renewal without a fingerprint drops the old one: it named the old certificate.
+    let renewed = store
+        .enrol_device("alice", "phone", "03", T0 + 600, None)
+        .unwrap();
+    assert_eq!(renewed.cert_fingerprint, None);
+}
+
+#[test]
+fn a_record_from_before_fingerprints_reads_as_none_and_a_bad_fingerprint_is_refused() {
+    let (_dir, store, _) = open_tmp();
+    store.create_user("alice", "password1").unwrap();
+    let old = br#"{"user_id":"alice","device_id":"phone","created_at":5,"cert_serial":"01","cert_expires_at":9,"revoked_at":null}"#;
+    store
+        .inner
+        .devices
+        .insert(crate::codec::pair_key("alice", b"phone"), &old[..])
+        .unwrap();
+    let rec = store.device("alice", "phone").unwrap().unwrap();
+    assert_eq!(
+        (rec.cert_serial.as_str(), rec.cert_fingerprint),
+        ("01", None)
+    );
+    let long = "f".repeat(crate::MAX_CERT_SERIAL_LEN + 1);
+    for bad in ["", "has space", long.as_str()] {
+        assert!(
+            matches!(
+                store.enrol_device("alice", "tablet", "01", 9, Some(bad)),
+                Err(StoreError::InvalidInput(_))
+            ),
+            "{bad:?}"
+        );
+    }
 }
 
 #[test]
@@ -44,7 +78,7 @@ fn revoked_device_id_is_retired() {
     let (_dir, store, clock) = open_tmp();
     store.create_user("alice", "password1").unwrap();
     store
-        .enrol_device("alice", "phone", "01", T0 + 100)
+        .enrol_device("alice", "phone", "01", T0 + 100, None)
         .unwrap();
     clock.advance(7);
     assert!(store.revoke_device("alice", "phone").unwrap());
@@ -54,14 +88,14 @@ fn revoked_device_id_is_retired() {
     assert_eq!(rec.revoked_at, Some(T0 + 7));
     assert!(!store.device_active("alice", "phone").unwrap());
     assert!(matches!(
-        store.enrol_device("alice", "phone", "02", T0 + 200),
+        store.enrol_device("alice", "phone", "02", T0 + 200, None),
         Err(StoreError::DeviceRevoked)
     ));
     // Record unchanged by the refused enrolment.
     assert_eq!(store.device("alice", "phone").unwrap(), Some(rec));
     // Other ids are fine.
     store
-        .enrol_device("alice", "phone2", "03", T0 + 200)
+        .enrol_device("alice", "phone2", "03", T0 + 200, None)
         .unwrap();
 }
 
@@ -71,10 +105,10 @@ fn devices_prefix_isolation() {
     for u in ["ab", "abc", "a"] {
         store.create_user(u, "password1").unwrap();
     }
-    store.enrol_device("ab", "x", "1", 1).unwrap();
-    store.enrol_device("ab", "y", "2", 1).unwrap();
-    store.enrol_device("abc", "x", "3", 1).unwrap();
-    store.enrol_device("abc", "z", "4", 1).unwrap();
+    store.enrol_device("ab", "x", "1", 1, None).unwrap();
+    store.enrol_device("ab", "y", "2", 1, None).unwrap();
+    store.enrol_device("abc", "x", "3", 1, None).unwrap();
+    store.enrol_device("abc", "z", "4", 1, None).unwrap();
     let ab: Vec<_> = store
         .devices("ab")
         .unwrap()
@@ -97,10 +131,10 @@ fn device_active_cases() {
     let (_dir, store, _) = open_tmp();
     store.create_user("alice", "password1").unwrap();
     store
-        .enrol_device("alice", "phone", "01", T0 + 100)
+        .enrol_device("alice", "phone", "01", T0 + 100, None)
         .unwrap();
     store
-        .enrol_device("alice", "tablet", "02", T0 + 100)
+        .enrol_device("alice", "tablet", "02", T0 + 100, None)
         .unwrap();
     assert!(store.device_active("alice", "phone").unwrap());
     assert!(!store.device_active("alice", "unknown").unwrap());
@@ -126,7 +160,7 @@ fn enrol_input_checks() {
     let (_dir, store, _) = open_tmp();
     store.create_user("alice", "password1").unwrap();
     assert!(matches!(
-        store.enrol_device("bob", "phone", "01", 1),
+        store.enrol_device("bob", "phone", "01", 1, None),
         Err(StoreError::NotFound(_))
     ));
     for (u, d, s) in [
@@ -139,7 +173,7 @@ fn enrol_input_checks() {
     ] {
         assert!(
             matches!(
-                store.enrol_device(u, d, s, 1),
+                store.enrol_device(u, d, s, 1, None),
                 Err(StoreError::InvalidInput(_))
             ),
             "{u:?} {d:?} {s:?}"
@@ -166,7 +200,7 @@ fn corrupt_device_record_is_an_error() {
         Err(StoreError::Corrupt(_))
     ));
     assert!(matches!(
-        store.enrol_device("alice", "phone", "01", 1),
+        store.enrol_device("alice", "phone", "01", 1, None),
         Err(StoreError::Corrupt(_))
     ));
 }

@@ -27,9 +27,11 @@ fn data_survives_reopen() {
         store.create_user("bob", "password2").unwrap();
         store.set_user_disabled("bob", true).unwrap();
         store
-            .enrol_device("alice", "phone", "01", T0 + 100)
+            .enrol_device("alice", "phone", "01", T0 + 100, None)
             .unwrap();
-        store.enrol_device("alice", "old", "02", T0 + 100).unwrap();
+        store
+            .enrol_device("alice", "old", "02", T0 + 100, None)
+            .unwrap();
         store.revoke_device("alice", "old").unwrap();
         let token = store.create_session("alice").unwrap().token;
         assert!(store.size_on_disk().unwrap() > 0);
@@ -44,7 +46,7 @@ fn data_survives_reopen() {
     assert!(store.device_active("alice", "phone").unwrap());
     assert!(!store.device_active("alice", "old").unwrap());
     assert!(matches!(
-        store.enrol_device("alice", "old", "03", T0 + 100),
+        store.enrol_device("alice", "old", "03", T0 + 100, None),
         Err(StoreError::DeviceRevoked)
     ));
     assert_eq!(store.revoke_user_sessions("alice").unwrap(), 1);
