@@ -45,7 +45,8 @@
 //!   requests, `sync` pages (`incoming.rs`)
 //! - `order.rs`: `Inbox`, exactly-once delivery of stored events in `n` order
 //! - `state.rs`: [`Session`], [`StateStore`] (the state file, written atomically)
-//! - `tls.rs`: keys, CSRs and the rustls client configuration
+//! - `tls/`: keys, CSRs and the rustls client configuration (`mod.rs`); the check of the
+//!   node's certificate, remembering the chains it accepted (`verified.rs`)
 //! - `backoff.rs`: reconnect delays
 //! - `cli/` and `bench/` (feature `tools`, on by default): the `chat` and `chat-bench` programs
 

@@ -1,8 +1,11 @@
-//! Keys, CSRs and the rustls client configuration (ring provider) for the MQTT connection.
+//! Keys, CSRs and the rustls client configuration (ring provider) for the MQTT connection;
+//! `verified`: the check of the node's certificate, remembering the chains it accepted.
+
+mod verified;
 
 use std::sync::Arc;
 
-use rustls::client::Resumption;
+use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
@@ -65,12 +68,24 @@ fn crypto_provider() -> CryptoProvider {
 /// A rustls client configuration (ring, TLS 1.2 and 1.3, AES-128-GCM preferred) trusting
 /// `ca_pem` and presenting `client` = `(cert_pem, key_pem)` when given. It keeps no session
 /// cache: the node never resumes sessions (a resumed session would skip its check of the
-/// device certificate), and an unused cache costs every connection about 14 KiB.
+/// device certificate), and an unused cache costs every connection about 14 KiB. The node's
+/// certificate gets webpki's check, except that a chain this process accepted before for the
+/// same name and CA, still inside its validity, skips the CA signature (module `verified`).
 pub fn client_config(ca_pem: &str, client: Option<(&str, &str)>) -> Result<Arc<ClientConfig>> {
-    let builder = ClientConfig::builder_with_provider(Arc::new(crypto_provider()))
+    let provider = Arc::new(crypto_provider());
+    let webpki =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider.clone())
+            .build()
+            .map_err(|e| Error::Tls(format!("server certificate verifier: {e}")))?;
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Tls(format!("TLS versions: {e}")))?
-        .with_root_certificates(roots(ca_pem)?);
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verified::Remembering::new(
+            webpki,
+            ca_pem,
+            verified::ACCEPTED.clone(),
+        )));
     let mut config = match client {
         Some((cert_pem, key_pem)) => {
             let chain: Vec<CertificateDer<'static>> =
@@ -112,8 +127,8 @@ mod tests {
         assert!(dn.contains("laptop") && dn.contains("alice"), "{dn}");
     }
 
-    /// A server that honours the client's order of cipher suites, as the node does.
-    fn server_for_localhost() -> (String, Arc<rustls::ServerConfig>) {
+    /// A CA (PEM), a chain `[leaf for localhost, CA]` and the leaf's key.
+    fn localhost_chain() -> (String, Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -124,16 +139,87 @@ mod tests {
             .signed_by(&key, &ca, &ca_key)
             .unwrap();
         let key = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)
-        .unwrap();
+        (ca.pem(), vec![leaf.der().clone(), ca.der().clone()], key)
+    }
+
+    #[derive(Debug)]
+    struct Presents(Arc<rustls::sign::CertifiedKey>);
+
+    impl rustls::server::ResolvesServerCert for Presents {
+        fn resolve(
+            &self,
+            _: rustls::server::ClientHello<'_>,
+        ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+            Some(self.0.clone())
+        }
+    }
+
+    /// A server presenting `chain`, signing its handshakes with `key` (matching or not).
+    fn server_with(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Arc<rustls::ServerConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let signer = provider.key_provider.load_private_key(key).unwrap();
+        let certified = Arc::new(rustls::sign::CertifiedKey::new(chain, signer));
+        let resolver = Presents(certified);
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(resolver));
         assert!(!server.ignore_client_order);
-        (ca.pem(), Arc::new(server))
+        Arc::new(server)
+    }
+
+    /// A server that honours the client's order of cipher suites, as the node does.
+    fn server_for_localhost() -> (String, Arc<rustls::ServerConfig>) {
+        let (ca_pem, chain, key) = localhost_chain();
+        (ca_pem, server_with(chain, key))
+    }
+
+    /// An in-memory handshake of `client` with `server`; the client's error if any.
+    fn handshake(
+        client: &mut rustls::ClientConnection,
+        server: &mut rustls::ServerConnection,
+    ) -> std::result::Result<(), rustls::Error> {
+        let mut wire = Vec::new();
+        for _ in 0..10 {
+            if !client.is_handshaking() && !server.is_handshaking() {
+                return Ok(());
+            }
+            while client.wants_write() {
+                client.write_tls(&mut wire).unwrap();
+            }
+            server.read_tls(&mut wire.as_slice()).unwrap();
+            let _ = server.process_new_packets();
+            wire.clear();
+            while server.wants_write() {
+                server.write_tls(&mut wire).unwrap();
+            }
+            client.read_tls(&mut wire.as_slice()).unwrap();
+            client.process_new_packets()?;
+            wire.clear();
+        }
+        Err(rustls::Error::General(
+            "the handshake did not finish".into(),
+        ))
+    }
+
+    #[test]
+    fn a_remembered_chain_still_needs_the_servers_key() {
+        let (ca_pem, chain, key) = localhost_chain();
+        let impostor_key =
+            PrivateKeyDer::try_from(rcgen::KeyPair::generate().unwrap().serialize_der()).unwrap();
+        let config = client_config(&ca_pem, None).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        for (key, ok) in [(key, true), (impostor_key, false)] {
+            let mut client = rustls::ClientConnection::new(config.clone(), name.clone()).unwrap();
+            let mut server =
+                rustls::ServerConnection::new(server_with(chain.clone(), key)).unwrap();
+            let result = handshake(&mut client, &mut server);
+            assert_eq!(result.is_ok(), ok, "{result:?}");
+        }
     }
 
     #[test]
@@ -143,25 +229,7 @@ mod tests {
         let mut client =
             rustls::ClientConnection::new(client_config(&ca_pem, None).unwrap(), name).unwrap();
         let mut server = rustls::ServerConnection::new(server).unwrap();
-        let mut wire = Vec::new();
-        for _ in 0..10 {
-            if !client.is_handshaking() && !server.is_handshaking() {
-                break;
-            }
-            while client.wants_write() {
-                client.write_tls(&mut wire).unwrap();
-            }
-            server.read_tls(&mut wire.as_slice()).unwrap();
-            server.process_new_packets().unwrap();
-            wire.clear();
-            while server.wants_write() {
-                server.write_tls(&mut wire).unwrap();
-            }
-            client.read_tls(&mut wire.as_slice()).unwrap();
-            client.process_new_packets().unwrap();
-            wire.clear();
-        }
-        assert!(!client.is_handshaking(), "the handshake did not finish");
+        handshake(&mut client, &mut server).unwrap();
         assert_eq!(
             client.protocol_version(),
             Some(rustls::ProtocolVersion::TLSv1_3)
