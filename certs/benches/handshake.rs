@@ -1,8 +1,13 @@
-//! The server's CPU per mutual-TLS handshake of a device, as the MQTT listener does it: with
-//! webpki's full check of the device certificate (`server_tls_config(true)`), and with the
-//! certificate's fingerprint recorded at enrolment (`device_tls_config`), which skips the check
-//! of the CA's signature. Only the server's calls are timed; the client's half runs between
-//! them, in memory. Run with `cargo bench -p chat-certs --bench handshake`.
+//! CPU per mutual-TLS handshake of a device, one side at a time (the other side's calls run
+//! in between, in memory, untimed).
+//!
+//! - `server_handshake`: the MQTT listener, with webpki's full check of the device certificate
+//!   (`server_tls_config(true)`) and with the certificate's fingerprint recorded at enrolment
+//!   (`device_tls_config`), which skips the check of the CA's signature.
+//! - `client_handshake`: the device, with a plain webpki configuration and with the SDK's
+//!   (`chat_client::tls::client_config`), which remembers the node's chain once verified.
+//!
+//! Run with `cargo bench -p chat-certs --bench handshake`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -44,44 +49,55 @@ fn client_config(auth: &Authority, device: &DeviceCert) -> Arc<ClientConfig> {
     Arc::new(config)
 }
 
-/// Moves what `from` has to send into `to`; returns the time spent in the server's calls.
+/// The side whose calls are timed.
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    Server,
+    Client,
+}
+
+/// Moves what `from` has to send into `to`; returns the time spent in `timed`'s calls.
 fn pass<A, B>(
     from: &mut rustls::ConnectionCommon<A>,
     to: &mut rustls::ConnectionCommon<B>,
-    from_is_server: bool,
+    (from_side, timed): (Side, Side),
 ) -> Duration {
     let mut buf = Vec::new();
     let start = Instant::now();
     while from.wants_write() {
         from.write_tls(&mut buf).unwrap();
     }
-    let mut spent = if from_is_server {
-        start.elapsed()
-    } else {
-        Duration::ZERO
-    };
+    let writing = start.elapsed();
     let start = Instant::now();
     let mut rd = Cursor::new(&buf[..]);
     while (rd.position() as usize) < buf.len() {
         to.read_tls(&mut rd).unwrap();
         to.process_new_packets().unwrap();
     }
-    if !from_is_server {
-        spent += start.elapsed();
+    let reading = start.elapsed();
+    if from_side == timed {
+        writing
+    } else {
+        reading
     }
-    spent
 }
 
-/// Server time of one full handshake.
-fn handshake(server: &Arc<ServerConfig>, client: &Arc<ClientConfig>) -> Duration {
+/// `timed`'s time in one full handshake, making its connection included.
+fn handshake(server: &Arc<ServerConfig>, client: &Arc<ClientConfig>, timed: Side) -> Duration {
     let start = Instant::now();
     let mut s = ServerConnection::new(server.clone()).unwrap();
-    let mut spent = start.elapsed();
+    let made_server = start.elapsed();
+    let start = Instant::now();
     let name = ServerName::try_from("localhost").unwrap();
     let mut c = ClientConnection::new(client.clone(), name).unwrap();
+    let made_client = start.elapsed();
+    let mut spent = match timed {
+        Side::Server => made_server,
+        Side::Client => made_client,
+    };
     while c.is_handshaking() || s.is_handshaking() {
-        spent += pass(&mut c, &mut s, false);
-        spent += pass(&mut s, &mut c, true);
+        spent += pass(&mut c, &mut s, (Side::Client, timed));
+        spent += pass(&mut s, &mut c, (Side::Server, timed));
     }
     spent
 }
@@ -98,7 +114,26 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("server_handshake");
     for (name, server) in [("full_check", &full), ("recorded", &recorded)] {
         group.bench_function(name, |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| handshake(server, &client)).sum());
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| handshake(server, &client, Side::Server))
+                    .sum()
+            });
+        });
+    }
+    group.finish();
+
+    let key_pem = device.key_pem.as_deref().unwrap();
+    let sdk =
+        chat_client::tls::client_config(auth.ca_pem(), Some((&device.cert_pem, key_pem))).unwrap();
+    let mut group = c.benchmark_group("client_handshake");
+    for (name, client) in [("webpki", &client), ("sdk", &sdk)] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| handshake(&recorded, client, Side::Client))
+                    .sum()
+            });
         });
     }
     group.finish();
