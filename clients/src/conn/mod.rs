@@ -14,6 +14,7 @@
 //! gap if it persists.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chat_proto::{Event, SentEvent, Status};
@@ -138,6 +139,9 @@ pub(crate) struct Actor {
     last_tick: Instant,
     renewing: bool,
     renew_after: Instant,
+    /// The TLS configuration for the session's certificate, made at the first connection
+    /// and again after a renewal, not for every attempt (see [`crate::tls::client_config`]).
+    tls: Option<Arc<rustls::ClientConfig>>,
     counter: u64,
 }
 
@@ -181,6 +185,7 @@ impl Actor {
             last_tick: now,
             renewing: false,
             renew_after: now,
+            tls: None,
             counter: 0,
         }
     }
@@ -327,12 +332,16 @@ impl Actor {
         debug!(user = %self.session.user, device = %self.session.device, "connecting");
     }
 
-    fn mqtt_options(&self) -> Result<MqttOptions> {
+    fn mqtt_options(&mut self) -> Result<MqttOptions> {
         let (host, port) = split_host_port(&self.session.mqtt)?;
-        let tls = crate::tls::client_config(
-            &self.session.ca_pem,
-            Some((&self.session.cert_pem, &self.session.key_pem)),
-        )?;
+        let tls = match &self.tls {
+            Some(tls) => tls.clone(),
+            None => {
+                let s = &self.session;
+                let tls = crate::tls::client_config(&s.ca_pem, Some((&s.cert_pem, &s.key_pem)))?;
+                self.tls.insert(tls).clone()
+            }
+        };
         let mut o = MqttOptions::new(self.session.device.clone(), host, port);
         o.set_transport(rumqttc::Transport::tls_with_config(
             TlsConfiguration::Rustls(tls),
@@ -668,6 +677,7 @@ impl Actor {
                 self.session.ca_pem = cert.ca_pem;
                 self.session.cert_issued_at = crate::now_secs();
                 self.session.cert_expires_at = cert.expires_at;
+                self.tls = None;
                 self.save();
             }
             Err(e) => {
@@ -713,6 +723,83 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    /// A certificate for `device`, signed by `ca`, for the key `key`.
+    fn device_cert(ca: &(rcgen::Certificate, rcgen::KeyPair), key: &rcgen::KeyPair) -> String {
+        rcgen::CertificateParams::new(vec!["phone".to_owned()])
+            .unwrap()
+            .signed_by(key, &ca.0, &ca.1)
+            .unwrap()
+            .pem()
+    }
+
+    /// The certificate (DER) a configuration presents.
+    fn presented(config: &rustls::ClientConfig) -> Vec<u8> {
+        let key = config.client_auth_cert_resolver.resolve(&[], &[]).unwrap();
+        key.cert[0].to_vec()
+    }
+
+    #[tokio::test]
+    async fn after_a_renewal_the_next_connection_presents_the_new_certificate() {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = (ca_params.self_signed(&ca_key).unwrap(), ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let (first, renewed) = (device_cert(&ca, &key), device_cert(&ca, &key));
+        let session = Session {
+            version: 1,
+            http: "http://127.0.0.1:1".into(),
+            mqtt: "127.0.0.1:1".into(),
+            user: "alice".into(),
+            device: "phone".into(),
+            token: "t".into(),
+            token_expires_at: u64::MAX,
+            key_pem: key.serialize_pem(),
+            cert_pem: first.clone(),
+            ca_pem: ca.0.pem(),
+            cert_issued_at: 0,
+            cert_expires_at: u64::MAX,
+            last_n: 0,
+            outbox: Vec::new(),
+        };
+        let api = Api::new(&session.http, None).unwrap();
+        let (_cmd_tx, cmds) = mpsc::unbounded_channel();
+        let (events, _events_rx) = mpsc::unbounded_channel();
+        let (state, _state_rx) = watch::channel(ConnState::Connecting);
+        let mut actor = Actor::new(
+            session,
+            StateStore::Memory,
+            Options::default(),
+            api,
+            cmds,
+            events,
+            state,
+        );
+        let pem_der = |pem: &str| {
+            rustls_pemfile::certs(&mut pem.as_bytes())
+                .next()
+                .unwrap()
+                .unwrap()
+                .to_vec()
+        };
+        actor.mqtt_options().unwrap();
+        let made = actor.tls.clone().unwrap();
+        assert_eq!(presented(&made), pem_der(&first));
+        actor.mqtt_options().unwrap();
+        assert!(
+            Arc::ptr_eq(&made, actor.tls.as_ref().unwrap()),
+            "made once per certificate"
+        );
+        actor.on_renewed(Ok(DeviceCert {
+            device_id: "phone".into(),
+            cert_pem: renewed.clone(),
+            ca_pem: ca.0.pem(),
+            expires_at: u64::MAX,
+        }));
+        actor.mqtt_options().unwrap();
+        assert_eq!(presented(actor.tls.as_ref().unwrap()), pem_der(&renewed));
+    }
 
     #[test]
     fn host_port_forms() {

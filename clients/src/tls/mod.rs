@@ -1,14 +1,18 @@
-//! Keys, CSRs and the rustls client configuration (ring provider) for the MQTT connection;
-//! `verified`: the check of the node's certificate, remembering the chains it accepted.
+//! Keys, CSRs and the rustls client configuration (ring provider) for the MQTT connection:
+//! one base configuration per deployment (CA) and process, and per device certificate a copy
+//! of it that presents the certificate; `verified`: the check of the node's certificate,
+//! remembering the chains it accepted.
 
 mod verified;
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, LazyLock, Mutex};
 
-use rustls::client::{Resumption, WebPkiServerVerifier};
+use rustls::client::{ResolvesClientCert, Resumption, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, RootCertStore, SignatureScheme};
 
 use crate::error::{Error, Result};
 
@@ -65,19 +69,58 @@ fn crypto_provider() -> CryptoProvider {
     provider
 }
 
-/// A rustls client configuration (ring, TLS 1.2 and 1.3, AES-128-GCM preferred) trusting
-/// `ca_pem` and presenting `client` = `(cert_pem, key_pem)` when given. It keeps no session
-/// cache: the node never resumes sessions (a resumed session would skip its check of the
-/// device certificate), and an unused cache costs every connection about 14 KiB. The node's
-/// certificate gets webpki's check, except that a chain this process accepted before for the
-/// same name and CA, still inside its validity, skips the CA signature (module `verified`).
-pub fn client_config(ca_pem: &str, client: Option<(&str, &str)>) -> Result<Arc<ClientConfig>> {
+/// Deployments whose base configuration ([`base_config`]) a process keeps; the oldest goes
+/// first. A device talks to one deployment, `chat-bench` to one per run.
+const BASES: usize = 4;
+
+/// Base configurations by CA PEM: [`BASE_CONFIGS`] for the whole process.
+#[derive(Default)]
+struct Bases(Mutex<VecDeque<(String, Arc<ClientConfig>)>>);
+
+impl Bases {
+    /// The base for `ca_pem`: the one kept, or `make()`'s, then kept.
+    fn get(
+        &self,
+        ca_pem: &str,
+        make: impl FnOnce() -> Result<ClientConfig>,
+    ) -> Result<Arc<ClientConfig>> {
+        let lock = || self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, base)) = lock().iter().find(|(ca, _)| ca == ca_pem) {
+            return Ok(base.clone());
+        }
+        // Made outside the lock; two threads may both make one, and the first kept wins.
+        let made = Arc::new(make()?);
+        let mut bases = lock();
+        if let Some((_, base)) = bases.iter().find(|(ca, _)| ca == ca_pem) {
+            return Ok(base.clone());
+        }
+        if bases.len() == BASES {
+            bases.pop_front();
+        }
+        bases.push_back((ca_pem.to_owned(), made.clone()));
+        Ok(made)
+    }
+}
+
+static BASE_CONFIGS: LazyLock<Bases> = LazyLock::new(Bases::default);
+
+/// The configuration every device of the deployment behind `ca_pem` shares: the provider, the
+/// check of the node's certificate (module `verified`), no client certificate and no session
+/// cache. Made once per CA and process ([`BASE_CONFIGS`]): parsing the trusted roots, making
+/// the verifier and the session cache the builder allocates (which the SDK then turns off)
+/// were about a tenth of a client's CPU per connection in a connect storm
+/// (`docs/BENCHMARKS.md`).
+fn base_config(ca_pem: &str) -> Result<Arc<ClientConfig>> {
+    BASE_CONFIGS.get(ca_pem, || make_base_config(ca_pem))
+}
+
+fn make_base_config(ca_pem: &str) -> Result<ClientConfig> {
     let provider = Arc::new(crypto_provider());
     let webpki =
         WebPkiServerVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider.clone())
             .build()
             .map_err(|e| Error::Tls(format!("server certificate verifier: {e}")))?;
-    let builder = ClientConfig::builder_with_provider(provider)
+    let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Tls(format!("TLS versions: {e}")))?
         .dangerous()
@@ -85,26 +128,53 @@ pub fn client_config(ca_pem: &str, client: Option<(&str, &str)>) -> Result<Arc<C
             webpki,
             ca_pem,
             verified::ACCEPTED.clone(),
-        )));
-    let mut config = match client {
-        Some((cert_pem, key_pem)) => {
-            let chain: Vec<CertificateDer<'static>> =
-                rustls_pemfile::certs(&mut cert_pem.as_bytes())
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| Error::Tls(format!("reading the device certificate: {e}")))?;
-            if chain.is_empty() {
-                return Err(Error::Tls("no device certificate in its PEM".into()));
-            }
-            let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_bytes())
-                .map_err(|e| Error::Tls(format!("reading the device key: {e}")))?
-                .ok_or_else(|| Error::Tls("no private key in the key PEM".into()))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| Error::Tls(format!("certificate and key do not match: {e}")))?
-        }
-        None => builder.with_no_client_auth(),
-    };
+        )))
+        .with_no_client_auth();
     config.resumption = Resumption::disabled();
+    Ok(config)
+}
+
+/// Presents the device's certificate to every server that asks for one.
+#[derive(Debug)]
+struct DeviceCert(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for DeviceCert {
+    fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// A rustls client configuration (ring, TLS 1.2 and 1.3, AES-128-GCM preferred) trusting
+/// `ca_pem` and presenting `client` = `(cert_pem, key_pem)` when given: the deployment's base
+/// configuration ([`base_config`], shared) with the device's certificate and key, which are
+/// checked to match. It keeps no session cache: the node never resumes sessions (a resumed
+/// session would skip its check of the device certificate), and an unused cache costs every
+/// connection about 14 KiB. The node's certificate gets webpki's check, except that a chain
+/// this process accepted before for the same name and CA, still inside its validity, skips
+/// the CA signature (module `verified`). Build it once per certificate, not per connection:
+/// loading the key costs a scalar multiplication.
+pub fn client_config(ca_pem: &str, client: Option<(&str, &str)>) -> Result<Arc<ClientConfig>> {
+    let base = base_config(ca_pem)?;
+    let Some((cert_pem, key_pem)) = client else {
+        return Ok(base);
+    };
+    let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::Tls(format!("reading the device certificate: {e}")))?;
+    if chain.is_empty() {
+        return Err(Error::Tls("no device certificate in its PEM".into()));
+    }
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+        .map_err(|e| Error::Tls(format!("reading the device key: {e}")))?
+        .ok_or_else(|| Error::Tls("no private key in the key PEM".into()))?;
+    let certified = CertifiedKey::from_der(chain, key, base.crypto_provider())
+        .map_err(|e| Error::Tls(format!("certificate and key do not match: {e}")))?;
+    let mut config = (*base).clone();
+    config.client_auth_cert_resolver = Arc::new(DeviceCert(Arc::new(certified)));
     Ok(Arc::new(config))
 }
 
@@ -127,19 +197,45 @@ mod tests {
         assert!(dn.contains("laptop") && dn.contains("alice"), "{dn}");
     }
 
+    /// A CA: its certificate and key.
+    struct Ca {
+        cert: rcgen::Certificate,
+        key: rcgen::KeyPair,
+    }
+
+    impl Ca {
+        fn new() -> Ca {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            Ca {
+                cert: params.self_signed(&key).unwrap(),
+                key,
+            }
+        }
+
+        /// A leaf for `names` signed by this CA, and its key.
+        fn issue(&self, names: &[&str]) -> (rcgen::Certificate, rcgen::KeyPair) {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+            let leaf = rcgen::CertificateParams::new(names)
+                .unwrap()
+                .signed_by(&key, &self.cert, &self.key)
+                .unwrap();
+            (leaf, key)
+        }
+    }
+
+    fn der_key(key: &rcgen::KeyPair) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::try_from(key.serialize_der()).unwrap()
+    }
+
     /// A CA (PEM), a chain `[leaf for localhost, CA]` and the leaf's key.
     fn localhost_chain() -> (String, Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-            .unwrap()
-            .signed_by(&key, &ca, &ca_key)
-            .unwrap();
-        let key = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
-        (ca.pem(), vec![leaf.der().clone(), ca.der().clone()], key)
+        let ca = Ca::new();
+        let (leaf, key) = ca.issue(&["localhost"]);
+        let chain = vec![leaf.der().clone(), ca.cert.der().clone()];
+        (ca.cert.pem(), chain, der_key(&key))
     }
 
     #[derive(Debug)]
@@ -250,6 +346,95 @@ mod tests {
         };
         assert_eq!(names(&ours), names(&ring));
         assert_eq!(ours.kx_groups.len(), ring.kx_groups.len());
+    }
+
+    #[test]
+    fn the_device_certificate_is_presented_to_a_server_that_checks_it() {
+        let ca = Ca::new();
+        let (server_leaf, server_key) = ca.issue(&["localhost"]);
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.cert.der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let server = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(vec![server_leaf.der().clone()], der_key(&server_key))
+                .unwrap(),
+        );
+        let (device_leaf, device_key) = ca.issue(&["phone"]);
+        let cert_pem = device_leaf.pem();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let connect = |config: Arc<ClientConfig>| {
+            let mut client = rustls::ClientConnection::new(config, name.clone()).unwrap();
+            let mut server = rustls::ServerConnection::new(server.clone()).unwrap();
+            let result = handshake(&mut client, &mut server);
+            (result, server.peer_certificates().map(<[_]>::to_vec))
+        };
+        let device = client_config(
+            &ca.cert.pem(),
+            Some((&cert_pem, &device_key.serialize_pem())),
+        );
+        let (result, presented) = connect(device.unwrap());
+        result.unwrap();
+        assert_eq!(presented, Some(vec![device_leaf.der().clone()]));
+        // Without a certificate the server refuses the handshake (the client sees its alert).
+        let (result, _) = connect(client_config(&ca.cert.pem(), None).unwrap());
+        assert!(result.is_err(), "{result:?}");
+        // A key that is not the certificate's is refused before any connection.
+        let other = rcgen::KeyPair::generate().unwrap().serialize_pem();
+        let err = client_config(&ca.cert.pem(), Some((&cert_pem, &other))).unwrap_err();
+        assert!(err.to_string().contains("do not match"), "{err}");
+    }
+
+    #[test]
+    fn devices_of_one_deployment_share_its_base_configuration() {
+        let ca = Ca::new();
+        let ca_pem = ca.cert.pem();
+        let base = base_config(&ca_pem).unwrap();
+        let (leaf, key) = ca.issue(&["phone"]);
+        let device = client_config(&ca_pem, Some((&leaf.pem(), &key.serialize_pem()))).unwrap();
+        assert!(Arc::ptr_eq(
+            base.crypto_provider(),
+            device.crypto_provider()
+        ));
+        assert!(device.client_auth_cert_resolver.has_certs());
+        assert!(!base.client_auth_cert_resolver.has_certs());
+    }
+
+    #[test]
+    fn bases_are_kept_per_ca_and_the_oldest_goes_first() {
+        let bases = Bases::default();
+        let made = std::sync::atomic::AtomicUsize::new(0);
+        let get = |ca: &str| {
+            bases
+                .get(ca, || {
+                    made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    make_base_config(ca)
+                })
+                .unwrap()
+        };
+        let cas: Vec<String> = (0..=BASES).map(|_| Ca::new().cert.pem()).collect();
+        let first = get(&cas[0]);
+        assert!(Arc::ptr_eq(&first, &get(&cas[0])));
+        assert_eq!(made.load(std::sync::atomic::Ordering::Relaxed), 1);
+        for ca in &cas[1..] {
+            assert!(!Arc::ptr_eq(&first, &get(ca)));
+        }
+        // BASES + 1 deployments: the first was forgotten and is made again.
+        let again = get(&cas[0]);
+        assert!(!Arc::ptr_eq(&first, &again));
+        assert_eq!(made.load(std::sync::atomic::Ordering::Relaxed), BASES + 2);
+        // A failing make keeps nothing.
+        assert!(bases.get("nope", || make_base_config("nope")).is_err());
+        assert!(Arc::ptr_eq(&again, &get(&cas[0])));
     }
 
     #[test]
