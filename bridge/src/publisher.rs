@@ -3,7 +3,7 @@
 //! link of the recipient's partition itself and tells that router, once per [`Batch`].
 //!
 //! There is no publishing thread in between: that hop cost a thread wake-up per partition and
-//! round, on the path of every `sent` and `msg` (docs/BENCHMARKS.md).
+//! round, on the path of every `sent` and `msg` (docs/BENCHMARKS-HISTORY.md).
 
 use std::sync::{Arc, Mutex, PoisonError};
 

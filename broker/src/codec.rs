@@ -39,7 +39,7 @@ pub enum FrameError {
 
 /// Free room the read buffer has before each read. Small, because every idle connection keeps
 /// it (the buffer grows for larger packets and bursts): with 4 KiB it was an eighth of the
-/// memory of an idle TLS device (docs/BENCHMARKS.md).
+/// memory of an idle TLS device (docs/BENCHMARKS-HISTORY.md).
 const READ_CHUNK: usize = 1024;
 
 /// Reads and writes whole MQTT packets; owns the read buffer.

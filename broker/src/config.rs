@@ -15,7 +15,8 @@ pub struct BrokerConfig {
     /// each is a router thread (with a bridge link on it). Default twice the CPUs, 2..=16
     /// ([`default_partitions`]). With the patched router (third_party/README.md) a device's
     /// topics are looked up, not matched against every filter, so partitions no longer buy
-    /// connect-storm speed; more threads than cores only cost throughput (docs/BENCHMARKS.md).
+    /// connect-storm speed; more threads than cores only cost throughput
+    /// (docs/BENCHMARKS-HISTORY.md).
     pub partitions: usize,
     /// Most simultaneous device connections (including those still handshaking). Extra
     /// connections are closed at once. Each needs a file descriptor: raise `ulimit -n` to match.

@@ -352,7 +352,7 @@ mod task_size {
 
     /// Every open connection is one task that holds this future, at its full size, for as long
     /// as the connection lives. It was 8.5 KiB (a third of an idle TLS device's memory) before
-    /// the packet-sized and stream-sized locals were moved out of it (docs/BENCHMARKS.md).
+    /// the packet-sized and stream-sized locals were moved out of it (docs/BENCHMARKS-HISTORY.md).
     #[test]
     fn a_connection_task_stays_under_3_kib() {
         let size = future_size(&super::run_connection);

@@ -2,9 +2,9 @@
 //!
 //! A connect storm makes the node check thousands of device certificates at once, and the CA's
 //! signature on each costs an ECDSA P-256 verification (about 9% of the node's CPU in a storm
-//! of 10,000 devices, `docs/BENCHMARKS.md`). Every certificate this node issued was recorded
-//! at enrolment by its fingerprint ([`DeviceCert::fingerprint`](crate::DeviceCert)): a SHA-256
-//! over this CA's certificate and the device certificate's exact bytes. A presented
+//! of 10,000 devices, `docs/BENCHMARKS-HISTORY.md`). Every certificate this node issued was
+//! recorded at enrolment by its fingerprint ([`DeviceCert::fingerprint`](crate::DeviceCert)): a
+//! SHA-256 over this CA's certificate and the device certificate's exact bytes. A presented
 //! certificate whose fingerprint equals the one recorded for the device it names is one this
 //! CA signed, so its signature needs no second check; its validity period is still checked
 //! against the handshake's time. Anything else (a certificate from before a renewal, from

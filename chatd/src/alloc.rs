@@ -4,7 +4,7 @@
 //! The node runs many more threads than cores (tokio's workers, the routers, the shard workers,
 //! sled's pool), so a connection's buffers end up spread over many arenas, memory freed in one
 //! cannot serve another, and each arena other than the first grows its heap a page at a time
-//! with an `mprotect` call. Measured in a storm of 10,000 TLS devices (docs/BENCHMARKS.md):
+//! with an `mprotect` call. Measured in a storm of 10,000 TLS devices (docs/BENCHMARKS-HISTORY.md):
 //! with one arena per core the node held 10-13 KiB per connection instead of 20, took 40% fewer
 //! page faults and 7,000-14,000 `mprotect` calls instead of 42,000-44,000.
 

@@ -27,7 +27,7 @@ pub struct StoreConfig {
     /// every write batch under one process-wide lock, so workers beyond that
     /// mostly wait for each other: on 2 cores one shard stored 2,930 msg/s
     /// with p99 9 ms at half load, four 2,410 msg/s with p99 39 ms, sixteen
-    /// 1,388 msg/s (docs/BENCHMARKS.md).
+    /// 1,388 msg/s (docs/BENCHMARKS-HISTORY.md).
     pub shards: usize,
     /// Size of sled's page cache in MiB, at least 1. Default 256.
     pub cache_capacity_mb: u64,

@@ -109,7 +109,7 @@ static BASE_CONFIGS: LazyLock<Bases> = LazyLock::new(Bases::default);
 /// cache. Made once per CA and process ([`BASE_CONFIGS`]): parsing the trusted roots, making
 /// the verifier and the session cache the builder allocates (which the SDK then turns off)
 /// were about a tenth of a client's CPU per connection in a connect storm
-/// (`docs/BENCHMARKS.md`).
+/// (`docs/BENCHMARKS-HISTORY.md`).
 fn base_config(ca_pem: &str) -> Result<Arc<ClientConfig>> {
     BASE_CONFIGS.get(ca_pem, || make_base_config(ca_pem))
 }

@@ -234,7 +234,7 @@ impl Router {
     fn events(&mut self, id: ConnectionId, data: Event) {
         // chatd patch: trace, not error. An error-level span is enabled under any log filter
         // that keeps rumqttd's warnings, and it was created, its fields formatted, entered
-        // and closed for every event the router handles (docs/BENCHMARKS.md).
+        // and closed for every event the router handles (docs/BENCHMARKS-HISTORY.md).
         let span = tracing::trace_span!("[>] incoming", connection_id = id);
         let _guard = span.enter();
 
