@@ -150,8 +150,8 @@ impl ResolvesClientCert for DeviceCert {
 
 /// A rustls client configuration (ring, TLS 1.2 and 1.3, AES-128-GCM preferred) trusting
 /// `ca_pem` and presenting `client` = `(cert_pem, key_pem)` when given: the deployment's base
-/// configuration ([`base_config`], shared) with the device's certificate and key, which are
-/// checked to match. It keeps no session cache: the node never resumes sessions (a resumed
+/// configuration (made once per CA and process, and shared) with the device's certificate and
+/// key, which are checked to match. It keeps no session cache: the node never resumes sessions (a resumed
 /// session would skip its check of the device certificate), and an unused cache costs every
 /// connection about 14 KiB. The node's certificate gets webpki's check, except that a chain
 /// this process accepted before for the same name and CA, still inside its validity, skips
