@@ -18,6 +18,11 @@ use crate::BridgeStats;
 /// Failed flushes remembered, for waiters that wake up only after later flushes.
 const FAILURES_KEPT: usize = 64;
 
+/// Runs before every flush of the store; an `Err` fails that flush without flushing (as if the
+/// node died before it). For tests that hold a flush or make it fail: see
+/// [`Flusher::set_hook`].
+pub type FlushHook = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 /// A cloneable handle to ask for a durable flush.
 #[derive(Clone)]
 pub struct Flusher {
@@ -27,6 +32,7 @@ pub struct Flusher {
 struct Inner {
     store: Store,
     stats: Arc<BridgeStats>,
+    hook: Mutex<Option<FlushHook>>,
     state: Mutex<State>,
     done: Condvar,
 }
@@ -74,10 +80,30 @@ impl Flusher {
             inner: Arc::new(Inner {
                 store,
                 stats,
+                hook: Mutex::new(None),
                 state: Mutex::new(State::default()),
                 done: Condvar::new(),
             }),
         }
+    }
+
+    /// Makes durable every write a read saw, before its answer leaves the node: call it after
+    /// the read (the flush that covers it starts later, so it covers everything the read saw).
+    /// Blocking, like [`Flusher::flush`].
+    pub fn cover_read(&self) -> Result<(), String> {
+        self.flush()
+    }
+
+    /// Installs (or with `None` removes) a hook that runs before every flush; for tests that
+    /// hold flushes back or make them fail, to show that nothing is answered before it is
+    /// durable.
+    pub fn set_hook(&self, hook: Option<FlushHook>) {
+        *self.inner.hook.lock().unwrap_or_else(|e| e.into_inner()) = hook;
+    }
+
+    /// How many flushes have been asked for so far (each waiter counts once).
+    pub fn requests(&self) -> u64 {
+        self.inner.lock().requested
     }
 
     /// Blocks until everything this thread wrote before the call is on disk. For worker
@@ -122,10 +148,16 @@ impl Inner {
     /// One flush of the store for `batch` requests, timed.
     fn flush_store(&self, batch: u64) -> Result<(), String> {
         let started = Instant::now();
+        let hook = self.hook.lock().unwrap_or_else(|e| e.into_inner()).clone();
         // A panic here must not leave `flushing` set, or every later writer would wait forever.
-        let flushed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.store.flush()));
+        let flushed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if let Some(hook) = hook {
+                hook()?;
+            }
+            self.store.flush().map_err(|e| e.to_string())
+        }));
         let result = match flushed {
-            Ok(r) => r.map_err(|e| e.to_string()),
+            Ok(r) => r,
             Err(_) => Err("store flush panicked".to_owned()),
         };
         if let Err(e) = &result {

@@ -147,7 +147,9 @@ pub(crate) fn plan(
     // Everyone in the group after the change, and those who just left it.
     let mut recipients: Vec<String> = record.member_ids().map(str::to_owned).collect();
     recipients.extend(gone.iter().cloned());
-    let msg_id = services.ids.next_id();
+    let Ok(msg_id) = services.ids.next_id() else {
+        return refuse(ErrorCode::Unavailable, "storage unavailable");
+    };
     let content = json!({
         "group": record.id,
         "system": {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use chat_broker::{LinkRx, Notification};
 use chat_proto::{parse_request, parse_status, ErrorCode, Request, Status, Target};
 use chat_store::Store;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use crate::groups::{GroupJob, GroupOp};
 use crate::limits::{Limited, RateLimiter};
@@ -150,7 +150,18 @@ impl Dispatch {
             }
             Request::GroupCreate(chat_proto::GroupCreateRequest { name, members }) => {
                 // Snowflake ids are unique per node; base 36 keeps them short.
-                let group = base36(self.services.ids.next_id());
+                let group = match self.services.ids.next_id() {
+                    Ok(id) => base36(id),
+                    Err(e) => {
+                        error!(error = %e, "group id reservation failed");
+                        return self.services.error(
+                            &origin,
+                            None,
+                            ErrorCode::Unavailable,
+                            "storage unavailable",
+                        );
+                    }
+                };
                 let op = GroupOp::Create { name, members };
                 self.to_shard(Job::Group(GroupJob { origin, group, op }));
             }

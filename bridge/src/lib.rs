@@ -50,7 +50,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-pub use flusher::Flusher;
+pub use flusher::{FlushHook, Flusher};
 pub use groups::{DEFAULT_MAX_MEMBERS, MAX_MEMBERS_CAP};
 pub use limits::Rate;
 pub use presence::{Presence, MAX_WATCHED_PER_DEVICE};
@@ -184,7 +184,7 @@ impl Bridge {
             presence: presence.clone(),
             connections: presence::Feed::new(events),
             flusher: Flusher::new(store.clone(), stats.clone()),
-            ids: Snowflake::new(node_id),
+            ids: Snowflake::open(node_id, &store)?,
             config,
             push,
             stats,
@@ -237,6 +237,12 @@ impl Bridge {
     /// The bridge's meters (a shared handle that outlives the bridge).
     pub fn stats(&self) -> Arc<BridgeStats> {
         self.services.stats.clone()
+    }
+
+    /// The group-commit flusher: the only way to flush the store while the bridge runs (reads
+    /// served elsewhere, like HTTP history, flush through it before they answer).
+    pub fn flusher(&self) -> Flusher {
+        self.services.flusher.clone()
     }
 
     /// Stops reading requests, lets the workers finish what is queued, and waits for them.

@@ -332,8 +332,15 @@ impl Worker {
         if let (false, serde_json::Value::Object(map)) = (hidden.is_empty(), &mut content) {
             map.insert("hidden".into(), hidden.into());
         }
+        let msg_id = match services.ids.next_id() {
+            Ok(id) => id,
+            Err(e) => {
+                error!(error = %e, "message id reservation failed");
+                return unavailable(&services, &origin, &id);
+            }
+        };
         let msg = NewMessage {
-            msg_id: services.ids.next_id(),
+            msg_id,
             conv: conv.to_string(),
             from: origin.user.clone(),
             client_id: id,

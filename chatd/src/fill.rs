@@ -162,7 +162,7 @@ pub fn fill(store: &Store, opts: &FillOptions) -> Result<FillReport, FillError> 
     let mut writers: Vec<ConvWriter> = (0..store.config().shards)
         .map(|s| store.conv_writer(s))
         .collect::<Result<_, _>>()?;
-    let ids = Snowflake::new(opts.node_id);
+    let ids = Snowflake::open(opts.node_id, store)?;
     let mut rng = StdRng::seed_from_u64(opts.seed);
     // Client ids as the SDK makes them: a random prefix per user, then a counter. Not from
     // the seeded generator: a second fill with the same seed must not reuse them (the store
@@ -187,7 +187,7 @@ pub fn fill(store: &Store, opts: &FillOptions) -> Result<FillReport, FillError> 
             let ts = now_ms();
             counter[from as usize] += 1;
             let msg = NewMessage {
-                msg_id: ids.next_at(ts),
+                msg_id: ids.next_at(ts)?,
                 conv: conv.clone(),
                 from: names[from as usize].clone(),
                 client_id: format!(

@@ -147,6 +147,8 @@ impl Node {
             events,
         )
         .await?;
+        let online = bridge.presence();
+        pusher.set_online_check(Arc::new(move |user: &str| online.is_online(user)));
         let live = Live {
             broker: broker.handle(),
             presence: bridge.presence(),
@@ -192,6 +194,7 @@ impl Node {
             blobs,
             media: Arc::new(config.media.clone()),
             store: store.clone(),
+            flusher: bridge.flusher(),
             authority: authority.clone(),
             config: Arc::new(config.http.clone()),
             on_device_revoked: Arc::new(move |user: &str, device: &str| {
@@ -289,6 +292,11 @@ impl Node {
     /// The store (shared handle).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The bridge's group-commit flusher (tests hold or fail flushes through its hook).
+    pub fn flusher(&self) -> chat_bridge::Flusher {
+        self.bridge.flusher()
     }
 
     /// Users with at least one connected device.

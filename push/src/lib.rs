@@ -25,7 +25,7 @@ use chat_store::Store;
 use tokio::sync::Notify;
 
 pub use config::{ApnsConfig, FcmConfig, PushConfig};
-pub use sender::{PushStats, Pusher};
+pub use sender::{OnlineCheck, PushStats, Pusher};
 
 /// Errors setting the sender up (unreadable keys or credentials).
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 //! a job that used up `max_attempts`, or failed for good, goes to the dead letters.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chat_store::{PushJob, Store};
@@ -41,6 +41,9 @@ pub(crate) enum Outcome {
     Unsupported(String),
     /// Will not work by retrying: dead letter.
     Failed(String),
+    /// Not sent: the user had a device online when the job was due. Finished like a sent job
+    /// (an update queued meanwhile stays, and is decided again when due).
+    Online,
 }
 
 impl Outcome {
@@ -91,8 +94,12 @@ pub struct PushStats {
     pub sent: AtomicU64,
     /// Failed attempts that will be retried.
     pub retried: AtomicU64,
-    /// Jobs dropped: invalid token, or no provider for the platform.
+    /// Jobs dropped: invalid token, no provider for the platform, or (counted in
+    /// `skipped_online` too) the user had a device online when the job was due.
     pub dropped: AtomicU64,
+    /// Jobs not sent because the user had come online by the time they were due (a device
+    /// that is connected gets the messages itself).
+    pub skipped_online: AtomicU64,
     /// Jobs moved to the dead letters.
     pub dead_lettered: AtomicU64,
 }
@@ -102,9 +109,16 @@ struct Senders {
     apns: Option<Apns>,
 }
 
+/// Says whether a user has a device connected now (the bridge's online table).
+pub type OnlineCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// The online check, set once the bridge (which owns the online table) has started.
+type OnlineSlot = Arc<OnceLock<OnlineCheck>>;
+
 /// The running sender.
 pub struct Pusher {
     stats: Arc<PushStats>,
+    online: OnlineSlot,
     queue: Option<PushQueue>,
     task: Option<JoinHandle<()>>,
 }
@@ -115,6 +129,7 @@ impl Pusher {
     pub fn start(store: Store, config: &PushConfig) -> Result<Pusher, PushError> {
         config.validate().map_err(PushError::Config)?;
         let stats = Arc::new(PushStats::default());
+        let online = OnlineSlot::default();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -127,6 +142,7 @@ impl Pusher {
             info!("push notifications off (no FCM credentials, no APNs key)");
             return Ok(Pusher {
                 stats,
+                online,
                 queue: None,
                 task: None,
             });
@@ -138,10 +154,12 @@ impl Pusher {
             config.clone(),
             Arc::new(senders),
             stats.clone(),
+            online.clone(),
             wake,
         ));
         Ok(Pusher {
             stats,
+            online,
             queue: Some(queue),
             task: Some(task),
         })
@@ -150,6 +168,14 @@ impl Pusher {
     /// The handle for queueing notifications, if push is on.
     pub fn queue(&self) -> Option<PushQueue> {
         self.queue.clone()
+    }
+
+    /// Lets the sender ask, when a job is due, whether its user is online now: a job queued
+    /// while the user was offline is dropped if a device of theirs connected before it was
+    /// due (the device gets the messages, and `sync` catches it up). Until this is called every
+    /// due job is sent. Only the first call counts.
+    pub fn set_online_check(&self, online: OnlineCheck) {
+        let _first = self.online.set(online);
     }
 
     /// The counters.
@@ -180,6 +206,7 @@ async fn run(
     config: PushConfig,
     senders: Arc<Senders>,
     stats: Arc<PushStats>,
+    online: OnlineSlot,
     wake: Arc<Notify>,
 ) {
     loop {
@@ -214,6 +241,12 @@ async fn run(
         }
         let mut running = JoinSet::new();
         for job in jobs {
+            // Decided again now: the user may have come online since the job was queued.
+            if online.get().is_some_and(|is_online| is_online(&job.user)) {
+                debug!(job = job.id(), "push skipped: the user is online");
+                settle(store.clone(), &config, stats.clone(), job, Outcome::Online).await;
+                continue;
+            }
             while running.len() >= config.concurrency {
                 running.join_next().await;
             }
@@ -263,6 +296,11 @@ async fn settle(
     let result = blocking(move || match outcome {
         Outcome::Sent => {
             stats_add(&stats.sent);
+            store.push_sent(&job, now)
+        }
+        Outcome::Online => {
+            stats_add(&stats.dropped);
+            stats_add(&stats.skipped_online);
             store.push_sent(&job, now)
         }
         Outcome::Retry { reason, .. } if last_attempt => {

@@ -38,6 +38,28 @@ pub struct StoreConfig {
     pub password_iterations: u32,
     /// Lifetime of a login session in seconds, 1..=10 years. Default 30 days.
     pub session_ttl_secs: u64,
+    /// What a flush (and so every `sent`) survives. Default
+    /// [`Durability::PowerLoss`]: each log write ends with `fdatasync`.
+    pub durability: Durability,
+}
+
+/// What a completed [`crate::Store::flush`] survives (the `store.durability` setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// `power_loss` (the default): every log write ends with `fdatasync`, which
+    /// also writes the file's size and asks the disk to empty its volatile
+    /// write cache; large values (sled blob files) and their directory entries
+    /// are synced too. A flushed write survives a crash of the process, of the
+    /// kernel and a power cut (given a disk that honours cache flushes).
+    #[default]
+    PowerLoss,
+    /// `process_crash`: sled's own `sync_file_range`, which starts and waits
+    /// for the write-back of the written range only. A flushed write survives
+    /// a crash of the process (SIGKILL, panic, OOM kill), not a kernel crash
+    /// or a power cut: the disk's write cache and the file's metadata are not
+    /// flushed, so acknowledged messages can vanish then.
+    ProcessCrash,
 }
 
 impl Default for StoreConfig {
@@ -48,6 +70,7 @@ impl Default for StoreConfig {
             password_memory_kib: 19_456,
             password_iterations: 2,
             session_ttl_secs: 30 * 24 * 60 * 60,
+            durability: Durability::PowerLoss,
         }
     }
 }

@@ -29,7 +29,10 @@
 //!   (written in the same batch as the entries it covers) makes replaying a
 //!   message's fan-out after a crash harmless (the replay gets `None`).
 //! - Reads ([`Store::message`], [`Store::history`], [`Store::inbox_after`],
-//!   ...) work from any thread and see every applied write, flushed or not.
+//!   ...) work from any thread and see every applied write, flushed or not;
+//!   so whoever answers a client with what it read flushes first (the
+//!   bridge's `Flusher::cover_read`), or a crash could take back what the
+//!   client was shown.
 //! - Size: about 1,500 bytes on disk per stored message with a 100-byte body,
 //!   including its two inbox entries (sender's `sent` and recipient's `msg`),
 //!   measured by the `bytes_per_message` test (sled 0.34.7, 20,000 messages
@@ -69,9 +72,11 @@
 //! time one flush takes is the window in which the next batch gathers); a
 //! message is reported as `sent` only after its flush.
 //! Never flush from several threads at once: with sled 0.34.7, `flush_async`
-//! called from several tasks at once can deadlock. A flush survives a crash
-//! of the process; power loss can additionally lose writes that had not yet
-//! reached the disk's stable storage.
+//! called from several tasks at once can deadlock. What a flush survives is
+//! [`StoreConfig::durability`]: by default ([`Durability::PowerLoss`]) every
+//! log write ends with `fdatasync` (a patch of the vendored sled, which
+//! otherwise uses `sync_file_range`), so a flushed write survives a power cut;
+//! with [`Durability::ProcessCrash`] only a crash of the process.
 //!
 //! # Layout (files)
 //!
@@ -107,6 +112,7 @@
 //! |------|-----|-------|
 //! | `meta` | `b"schema_version"` | fixed: `u32` big-endian, currently `1` |
 //! | `meta` | `b"shards"` | fixed: `u32` big-endian, [`StoreConfig::shards`] at creation |
+//! | `meta` | `b"id_reserved"` | fixed: `u64` big-endian, the message-id high-water mark ([`Store::reserve_ids`]) |
 //! | `users` | `user_id` | JSON `{user_id, created_at, disabled, password_hash}`; `password_hash` is an argon2id PHC string (random 16-byte salt) |
 //! | `sessions` | `sha256(token bytes)` (32 bytes) | JSON `{user_id, created_at, expires_at}` |
 //! | `user_sessions` | `user_id 0x00 sha256(token bytes)` | empty; index for [`Store::revoke_user_sessions`] |
@@ -180,7 +186,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use config::{default_shards, StoreConfig, MAX_SESSION_TTL_SECS, MAX_SHARDS};
+pub use config::{default_shards, Durability, StoreConfig, MAX_SESSION_TTL_SECS, MAX_SHARDS};
 pub use devices::{DeviceRecord, MAX_CERT_SERIAL_LEN};
 pub use error::StoreError;
 pub use groups::{GroupMember, GroupRecord, GroupRole};
@@ -222,6 +228,7 @@ pub const MAX_ID_LEN: usize = 32;
 
 const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 const META_SHARDS: &[u8] = b"shards";
+const META_ID_RESERVED: &[u8] = b"id_reserved";
 
 /// Source of "now" in unix seconds. [`Store::open`] uses the system clock;
 /// [`Store::open_with_clock`] lets tests move time forward.
@@ -292,6 +299,7 @@ fn open_db(dir: &Path, cfg: &StoreConfig) -> Result<sled::Db, StoreError> {
         match sled::Config::new()
             .path(dir)
             .cache_capacity(cfg.cache_capacity_bytes())
+            .sync_data(cfg.durability == Durability::PowerLoss)
             .open()
         {
             Err(sled::Error::Io(e))
@@ -300,9 +308,30 @@ fn open_db(dir: &Path, cfg: &StoreConfig) -> Result<sled::Db, StoreError> {
             {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            r => return Ok(r?),
+            Ok(db) => {
+                if cfg.durability == Durability::PowerLoss {
+                    sync_dirs(dir)?;
+                }
+                return Ok(db);
+            }
+            Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Makes the directory entries of a (possibly just created) database durable: `dir` itself,
+/// its `blobs/` folder and its parent. sled syncs its files' contents but never a directory,
+/// so after a power cut a new database's files could be missing although their data was
+/// synced.
+fn sync_dirs(dir: &Path) -> Result<(), StoreError> {
+    let mut dirs = vec![dir.join("blobs"), dir.to_path_buf()];
+    dirs.extend(dir.parent().map(Path::to_path_buf));
+    for d in dirs.iter().filter(|d| d.is_dir()) {
+        std::fs::File::open(d)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
+    }
+    Ok(())
 }
 
 /// How long [`Store::open`] waits for a lock held by a just-dropped store.
@@ -435,6 +464,28 @@ impl Store {
     /// Bytes the database occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.inner.db.size_on_disk()?)
+    }
+
+    /// The message-id high-water mark: every id issued so far lies below it
+    /// (see [`Store::reserve_ids`]); `0` for a new database.
+    pub fn ids_reserved(&self) -> Result<u64, StoreError> {
+        let meta = self.inner.db.open_tree(TREE_META)?;
+        match meta.get(META_ID_RESERVED)? {
+            Some(bytes) => codec::decode_u64_in(&meta, META_ID_RESERVED, &bytes),
+            None => Ok(0),
+        }
+    }
+
+    /// Raises the message-id high-water mark to `until` (an opaque value of
+    /// the id generator, compared as a number). Not flushed: written before
+    /// any record that carries an id at or past the old mark, it becomes
+    /// durable with the first such record (sled recovers a prefix of all
+    /// writes), so no id that reached a client is issued again after a
+    /// restart, whatever the clock says then.
+    pub fn reserve_ids(&self, until: u64) -> Result<(), StoreError> {
+        let meta = self.inner.db.open_tree(TREE_META)?;
+        meta.insert(META_ID_RESERVED, &until.to_be_bytes()[..])?;
+        Ok(())
     }
 
     /// Makes a completed account write durable before it is reported as a

@@ -366,3 +366,36 @@ async fn a_revoked_device_loses_its_token_and_unregister_works() {
     assert!(s.fake.seen().is_empty());
     s.node.stop().await;
 }
+
+// bob is offline when amy writes, so a job is queued, due after the collapse window; bob
+// connects before it is due. When due, the sender asks again whether bob is online and sends
+// nothing (today it asked only when queueing, so both of bob's devices got a notification for
+// a message his connected device already had).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_is_not_sent_when_the_user_came_online_before_it_was_due() {
+    let mut s = setup(|p| p.collapse_ms = 1_500).await;
+    let token = s.node.login("bob", chat_tests::TEST_PASSWORD).await;
+    let desk_e = s.node.enrol(&token, "desk").await;
+    send(&mut s.amy, "m1", "bob", "while you were away").await;
+    let _desk = ChatDevice::connect_node(&s.node, &desk_e).await;
+    s.node.wait_online(2, WAIT).await;
+    let stats = s.node.node().push_stats();
+    let deadline = Instant::now() + WAIT;
+    // Both jobs (one per registered device) are decided: skipped, or (the failure) sent.
+    while stats.skipped_online.load(Ordering::Relaxed) + (s.fake.seen().len() as u64) < 2 {
+        assert!(Instant::now() < deadline, "the due jobs were never decided");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        s.fake.seen().is_empty(),
+        "sent to an online user: {:?}",
+        s.fake.seen().len()
+    );
+    assert_eq!(stats.sent.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        s.node.node().store().push_queue_len(),
+        0,
+        "the jobs are finished"
+    );
+    s.node.stop().await;
+}

@@ -4,7 +4,7 @@
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use chat_bridge::reads::{history_page, HistoryError};
+use chat_bridge::reads::{history_page, HistoryError, ReadError};
 use chat_proto::Conv;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -50,13 +50,18 @@ pub async fn messages(
     if query.before == Some(0) {
         return Err(ApiError::BadRequest("before: must be at least 1".into()));
     }
-    let store = state.store.clone();
-    let page = blocking(move || history_page(&store, &user, &conv, query.before, limit)).await?;
+    let (store, flusher) = (state.store.clone(), state.flusher.clone());
+    let page =
+        blocking(move || history_page(&store, &flusher, &user, &conv, query.before, limit)).await?;
     match page {
         Ok((messages, more)) => Ok(Json(json!({ "messages": messages, "more": more }))),
         Err(HistoryError::Forbidden) => Err(ApiError::Forbidden(
             "not a member of this conversation".into(),
         )),
-        Err(HistoryError::Store(e)) => Err(e.into()),
+        Err(HistoryError::Store(ReadError::Store(e))) => Err(e.into()),
+        Err(HistoryError::Store(ReadError::Flush(e))) => {
+            tracing::error!(error = %e, "flush after a history read failed");
+            Err(ApiError::Unavailable("storage unavailable".into()))
+        }
     }
 }

@@ -155,6 +155,9 @@ pub type DeviceRevokedHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
 pub struct AppState {
     /// Users, sessions and devices.
     pub store: chat_store::Store,
+    /// The bridge's group commit: reads flush through it before they answer, so nothing that
+    /// is not on disk is ever shown.
+    pub flusher: chat_bridge::Flusher,
     /// Signs device certificates.
     pub authority: Arc<chat_certs::Authority>,
     /// The HTTP settings.

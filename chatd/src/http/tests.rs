@@ -47,8 +47,13 @@ impl Harness {
             Authority::load_or_create(&dir.path().join("certs"), &CertsConfig::default()).unwrap();
         let revoked: Revoked = Arc::default();
         let sink = revoked.clone();
+        let flusher = chat_bridge::Flusher::new(
+            store.clone(),
+            Arc::new(chat_bridge::BridgeStats::new(store.config().shards)),
+        );
         let state = AppState {
             store: store.clone(),
+            flusher,
             authority: Arc::new(authority),
             config: Arc::new(config),
             on_device_revoked: Arc::new(move |user: &str, device: &str| {

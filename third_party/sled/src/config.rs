@@ -201,6 +201,9 @@ pub struct Inner {
     pub mode: Mode,
     #[doc(hidden)]
     pub temporary: bool,
+    // chatd patch: flush with fdatasync (and sync blob files) instead of sync_file_range.
+    #[doc(hidden)]
+    pub sync_data: bool,
     #[doc(hidden)]
     pub use_compression: bool,
     #[doc(hidden)]
@@ -230,6 +233,7 @@ impl Default for Inner {
             use_compression: false,
             compression_factor: 5,
             temporary: false,
+            sync_data: false,
             version: crate_version(),
 
             // useful in testing
@@ -505,6 +509,11 @@ impl Config {
             temporary,
             bool,
             "deletes the database after drop. if no path is set, uses /dev/shm on linux"
+        ),
+        (
+            sync_data,
+            bool,
+            "chatd patch: end every log write with fdatasync and sync blob files and their directory, so a flush survives power loss, not only a crash of the process"
         ),
         (
             create_new,

@@ -728,7 +728,11 @@ impl IoBufs {
         {
             let f = &self.config.file;
             pwrite_all(f, data, log_offset)?;
-            if !self.config.temporary {
+            if !self.config.temporary && self.config.sync_data {
+                // chatd patch: fdatasync also flushes the file's size and the
+                // disk's volatile write cache; sync_file_range does neither.
+                f.sync_data()?;
+            } else if !self.config.temporary {
                 #[cfg(target_os = "linux")]
                 {
                     use std::os::unix::io::AsRawFd;
