@@ -464,11 +464,11 @@ impl Worker {
             Err((code, message)) => return services.error(&job.origin, None, code, &message),
         };
         let groups::Change {
-            record,
+            mut record,
             entry,
             recipients,
         } = change;
-        match self.writer.group_change(&record, entry, &recipients) {
+        match self.writer.group_change(&mut record, entry, &recipients) {
             Ok(msg) => {
                 let created = matches!(job.op, GroupOp::Create { .. });
                 let answer = events::ok(
