@@ -428,8 +428,8 @@ impl Worker {
             .zip(origins.into_iter().zip(ids))
         {
             if let Some(media_id) = media_id_of(&msg.content) {
-                // From now on the conversation's members may download it.
-                if let Err(e) = services.store.share_media(media_id, &msg.conv) {
+                // From now on whoever may read this message may download it.
+                if let Err(e) = services.store.share_media(media_id, &msg.conv, msg.seq) {
                     error!(error = %e, "recording a shared file failed");
                 }
             }

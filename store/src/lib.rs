@@ -132,7 +132,7 @@
 //! | `push_dead` | as `push_jobs` | JSON [`PushJob`] that ran out of attempts |
 //! | `media` | `media_id` (hex SHA-256) | JSON [`MediaRecord`] `{media_id, size, mime, created_at}` |
 //! | `media_owners` | `user_id 0x00 media_id` | empty; who uploaded a file |
-//! | `media_convs` | `media_id 0x00 conv` | empty; conversations where a message referenced it |
+//! | `media_convs` | `media_id 0x00 conv 0x00 seq` | empty; the message `seq` of `conv` referenced it. Keys `media_id 0x00 conv` without `seq` were written before seqs were kept: they count for the conversation's current members |
 //!
 //! Notes:
 //! - A session token is 32 random bytes shown to the client as 64 lowercase

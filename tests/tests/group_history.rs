@@ -1,5 +1,5 @@
 //! What of a group each member may read, against a real node: a member added later reads from
-//! the entry that added them on (history over MQTT and HTTP, sync); a removed member and
+//! the entry that added them on (history over MQTT and HTTP, sync, media); a removed member and
 //! one who left keep what was sent while they were members and nothing after; a re-added member
 //! reads both memberships but not the gap between them.
 
@@ -21,6 +21,25 @@ async fn member(node: &TestNode, user: &str) -> Member {
         dev: ChatDevice::connect_node(node, &enrolment).await,
         token,
     }
+}
+
+/// Uploads a small PNG as `token`'s user; returns the `media` object for a `send`.
+async fn upload_png(node: &TestNode, token: &str, seed: u8) -> Value {
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.extend((0..64u8).map(|i| i.wrapping_mul(seed)));
+    let size = bytes.len();
+    let r = node
+        .client
+        .post(node.url("/v1/media"))
+        .bearer_auth(token)
+        .header("content-type", "image/png")
+        .body(bytes)
+        .send()
+        .await
+        .expect("POST /v1/media");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let body: Value = r.json().await.expect("upload answer");
+    json!({"media_id": str_of(&body, "media_id"), "mime": "image/png", "size": size})
 }
 
 /// `dev` sends `body` (and `media`, if any) to `group`; returns the message's seq.
@@ -78,6 +97,12 @@ async fn http_seqs(node: &TestNode, token: &str, conv: &str) -> Vec<u64> {
     seqs(&http_history_all(&node.client, &node.http, token, conv).await)
 }
 
+async fn download(node: &TestNode, token: &str, media: &Value) -> StatusCode {
+    node.download_media(token, str_of(media, "media_id"), None)
+        .await
+        .status()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_added_later_reads_from_the_moment_they_joined() {
     let node = TestNode::start().await;
@@ -87,7 +112,11 @@ async fn a_member_added_later_reads_from_the_moment_they_joined() {
     let create = json!({"type": "group_create", "name": "Team", "members": ["bob"]});
     let group = str_of(&amy.dev.ask_ok("c", create).await, "group").to_owned();
     let conv = format!("g.{group}");
-    assert_eq!(say(&mut amy.dev, "m1", &group, "before cat", None).await, 2);
+    let photo = upload_png(&node, &amy.token, 3).await;
+    assert_eq!(
+        say(&mut amy.dev, "m1", &group, "before cat", Some(&photo)).await,
+        2
+    );
     assert_eq!(
         say(&mut bob.dev, "m2", &group, "still before", None).await,
         3
@@ -137,6 +166,25 @@ async fn a_member_added_later_reads_from_the_moment_they_joined() {
     let inbox = cat.dev.sync_all(0, 100).await;
     assert_eq!(seqs(&inbox), vec![4, 5], "{inbox:?}");
 
+    // The photo was sent before cat joined: not hers to download or forward; bob's it is.
+    assert_eq!(
+        download(&node, &cat.token, &photo).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(download(&node, &bob.token, &photo).await, StatusCode::OK);
+    let forward = json!({"type": "send", "id": "f1", "to": "amy", "media": photo});
+    cat.dev.request(&forward).await;
+    let err = cat.dev.wait_user_event("error").await;
+    assert_eq!(
+        (err["code"].as_str(), err["id"].as_str()),
+        (Some("not_found"), Some("f1"))
+    );
+    // Sent again after she joined, it is.
+    assert_eq!(
+        say(&mut amy.dev, "m4", &group, "again", Some(&photo)).await,
+        6
+    );
+    assert_eq!(download(&node, &cat.token, &photo).await, StatusCode::OK);
     node.stop().await;
 }
 
@@ -150,10 +198,15 @@ async fn former_members_keep_their_periods_and_nothing_else() {
     let create = json!({"type": "group_create", "name": "Team", "members": ["bob", "cat"]});
     let group = str_of(&amy.dev.ask_ok("c", create).await, "group").to_owned();
     let conv = format!("g.{group}");
-    assert_eq!(say(&mut amy.dev, "m1", &group, "all of us", None).await, 2);
+    let early = upload_png(&node, &amy.token, 5).await;
+    let later = upload_png(&node, &amy.token, 7).await;
+    assert_eq!(
+        say(&mut amy.dev, "m1", &group, "all of us", Some(&early)).await,
+        2
+    );
     change(&mut amy.dev, "r1", "group_remove", &group, &["bob"]).await;
     assert_eq!(
-        say(&mut amy.dev, "m2", &group, "without bob", None).await,
+        say(&mut amy.dev, "m2", &group, "without bob", Some(&later)).await,
         4
     );
     change(&mut cat.dev, "l1", "group_leave", &group, &[]).await;
@@ -173,6 +226,12 @@ async fn former_members_keep_their_periods_and_nothing_else() {
         http_seqs(&node, &cat.token, &conv).await,
         vec![1, 2, 3, 4, 5]
     );
+    assert_eq!(download(&node, &bob.token, &early).await, StatusCode::OK);
+    assert_eq!(
+        download(&node, &bob.token, &later).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(download(&node, &cat.token, &later).await, StatusCode::OK);
     // Reading is all a former member keeps.
     bob.dev.send_group("b1", &group, "still here?").await;
     assert_eq!(bob.dev.wait_user_event("error").await["code"], "forbidden");
@@ -205,6 +264,10 @@ async fn former_members_keep_their_periods_and_nothing_else() {
     assert_eq!(
         http_seqs(&node, &bob.token, &conv).await,
         vec![1, 2, 3, 7, 8]
+    );
+    assert_eq!(
+        download(&node, &bob.token, &later).await,
+        StatusCode::NOT_FOUND
     );
     node.stop().await;
 }

@@ -1,11 +1,13 @@
 //! Membership periods: what of a group each member, former member and stranger may read
-//! (history pages), and records written before periods were kept.
+//! (history pages and media), and records written before periods were kept.
 
 use super::groups::record;
 use super::{new_msg, open_tmp};
-use crate::codec::tag_key;
+use crate::codec::{pair_key, tag_key};
 use crate::groups::TAG_GROUP;
 use crate::{ConvWriter, GroupMember, GroupRecord, GroupRole, Readable, Store};
+
+const MEDIA: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
 /// Stores `members` as the group's new member list (one system entry); returns its seq.
 fn change(w: &mut ConvWriter, g: &mut GroupRecord, members: &[&str], id: &str) -> u64 {
@@ -162,4 +164,60 @@ fn readable_ranges_merge_and_contain() {
     assert!(!r.contains(0) && !r.contains(10) && !r.contains(31));
     assert!(Readable::none().is_empty() && !Readable::none().contains(0));
     assert!(Readable::all().contains(u64::MAX));
+}
+
+#[test]
+fn media_is_for_readers_of_a_message_that_carried_it() {
+    let (_dir, store, _) = open_tmp();
+    let conv = churned_group(&store);
+    // Shared at 4: amy and cat (from 3) and bob (1..=5) may read it; dan never.
+    store.share_media(MEDIA, &conv, 4).unwrap();
+    for (user, allowed) in [("amy", true), ("cat", true), ("bob", true), ("dan", false)] {
+        assert_eq!(store.media_allowed(user, MEDIA).unwrap(), allowed, "{user}");
+    }
+    // Shared at 2 and 6 only: cat (from 3) still gets it at 6, bob (away at 6) at 2.
+    let other = "b".repeat(64);
+    store.share_media(&other, &conv, 2).unwrap();
+    assert!(store.media_allowed("bob", &other).unwrap());
+    assert!(!store.media_allowed("cat", &other).unwrap());
+    store.share_media(&other, &conv, 6).unwrap();
+    assert!(store.media_allowed("cat", &other).unwrap());
+    // Shared at 6 only: bob was away.
+    let third = "c".repeat(64);
+    store.share_media(&third, &conv, 6).unwrap();
+    assert!(!store.media_allowed("bob", &third).unwrap());
+    assert!(store.media_allowed("amy", &third).unwrap());
+    // Each conversation counts: a 1:1 chat that sorts first and denies, then the group.
+    let fourth = "e".repeat(64);
+    store.share_media(&fourth, "d.amy.bob", 1).unwrap();
+    store.share_media(&fourth, &conv, 6).unwrap();
+    assert!(store.media_allowed("cat", &fourth).unwrap());
+    assert!(store.media_allowed("bob", &fourth).unwrap());
+    assert!(!store.media_allowed("dan", &fourth).unwrap());
+    // A conversation whose id extends the group's is another conversation.
+    let fifth = "f".repeat(64);
+    store.share_media(&fifth, "g.g10", 4).unwrap();
+    assert!(!store.media_allowed("cat", &fifth).unwrap());
+    assert!(store.share_media("nope", &conv, 1).is_err());
+    assert!(!store.media_allowed("Bad!", MEDIA).unwrap());
+}
+
+#[test]
+fn media_shared_before_seqs_were_kept_is_for_current_members() {
+    let (_dir, store, _) = open_tmp();
+    let conv = churned_group(&store);
+    let old = "d".repeat(64);
+    // A row as today's code writes it: `media_id 0x00 conv`, no seq.
+    store
+        .inner
+        .media_convs
+        .insert(pair_key(&old, conv.as_bytes()), &[][..])
+        .unwrap();
+    assert!(store.media_allowed("cat", &old).unwrap());
+    assert!(store.media_allowed("amy", &old).unwrap());
+    assert!(
+        !store.media_allowed("bob", &old).unwrap(),
+        "no longer a member"
+    );
+    assert!(!store.media_allowed("dan", &old).unwrap());
 }
