@@ -542,12 +542,17 @@ impl Worker {
         match &job.conv {
             Conv::Direct(..) => targets.extend(job.conv.other(user).map(str::to_owned)),
             Conv::Group(group) => {
+                let record = self.groups.get(&self.writer, group).map_err(unavailable)?;
+                // Messages from before the reader joined were never theirs to read.
+                let joined = record
+                    .and_then(|g| g.members.iter().find(|m| m.user == *user))
+                    .map_or(0, |m| m.since.saturating_sub(1));
                 let since = match job.status {
                     ReceiptStatus::Delivered => old.delivered,
                     ReceiptStatus::Read => old.read,
                 };
-                let authors = authors_between(&services, &conv, since, seq).map_err(unavailable)?;
-                let record = self.groups.get(&self.writer, group).map_err(unavailable)?;
+                let authors = authors_between(&services, &conv, since.max(joined), seq)
+                    .map_err(unavailable)?;
                 targets.extend(
                     authors
                         .into_iter()

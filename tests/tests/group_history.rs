@@ -166,6 +166,23 @@ async fn a_member_added_later_reads_from_the_moment_they_joined() {
     let inbox = cat.dev.sync_all(0, 100).await;
     assert_eq!(seqs(&inbox), vec![4, 5], "{inbox:?}");
 
+    // Her read receipt covers what she could read: amy hears of it, bob (author of 3) does not.
+    let read = json!({"type": "receipt", "conv": conv, "status": "read", "seq": 5});
+    cat.dev.request(&read).await;
+    let receipt = amy.dev.wait_user_event("receipt").await;
+    assert_eq!(
+        (receipt["by"].as_str(), u64_of(&receipt, "seq")),
+        (Some("cat"), 5)
+    );
+    let receipts: Vec<Value> = bob
+        .dev
+        .sync_all(0, 100)
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == "receipt")
+        .collect();
+    assert_eq!(receipts, Vec::<Value>::new());
+
     // The photo was sent before cat joined: not hers to download or forward; bob's it is.
     assert_eq!(
         download(&node, &cat.token, &photo).await,
