@@ -77,10 +77,7 @@ pub(crate) fn plan(
                 name: name.clone(),
                 created_by: actor.to_owned(),
                 created_at: now_ms(),
-                members: vec![GroupMember {
-                    user: actor.to_owned(),
-                    role: GroupRole::Admin,
-                }],
+                members: vec![GroupMember::new(actor, GroupRole::Admin)],
             };
             let new = new_members(services, &record, members)?;
             check_size(services, record.members.len() + new.len())?;
@@ -131,10 +128,7 @@ pub(crate) fn plan(
             };
             let mut record = current.clone();
             record.members.retain(|m| m.user != actor);
-            let mut listed = vec![GroupMember {
-                user: actor.to_owned(),
-                role,
-            }];
+            let mut listed = vec![GroupMember::new(actor, role)];
             // The last admin leaving hands the group to its longest-standing member.
             let admin_left = !record.members.iter().any(|m| m.role == GroupRole::Admin);
             if let (true, Some(first)) = (admin_left, record.members.first_mut()) {
@@ -206,10 +200,7 @@ fn new_members(
             continue;
         }
         match services.store.user(user) {
-            Ok(Some(_)) => out.push(GroupMember {
-                user: user.clone(),
-                role: GroupRole::Member,
-            }),
+            Ok(Some(_)) => out.push(GroupMember::new(user.clone(), GroupRole::Member)),
             Ok(None) => return refuse(ErrorCode::NotFound, format!("members: no user {user:?}")),
             Err(e) => {
                 error!(error = %e, "user lookup failed");

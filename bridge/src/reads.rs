@@ -23,7 +23,10 @@ use crate::{Flusher, Services};
 /// (and the broker's default 1 MiB limit). A page that would be larger stops early with `more`.
 pub const MAX_ANSWER_BYTES: usize = 512 * 1024;
 
-/// Resolves inbox entries to events: messages are loaded from their conversation.
+/// Resolves inbox entries to events: messages are loaded from their conversation. No
+/// membership filter is needed: a group entry reaches only the inboxes of its recipients when
+/// it was stored (the members of that moment, kept in its fan-out marker), so a member added
+/// later has none of the earlier ones and a removed member none of the later ones.
 pub fn sync_events(
     store: &Store,
     user: &str,
@@ -120,9 +123,11 @@ pub enum HistoryError {
     Store(ReadError),
 }
 
-/// A page of `conv` for `user`, who must be a member (of a group: a current member): `msg` and
-/// `group` entries (without `n`) newest first, and whether older ones exist. Nothing in it is
-/// returned before it is on disk (a flush through `flusher` follows the read).
+/// A page of `conv` for `user`: `msg` and `group` entries (without `n`) newest first, and
+/// whether older ones exist, counting only the entries `user` may read (of a group: those of
+/// their memberships, [`Store::readable_ranges`]). Someone who may read nothing of `conv` (never
+/// a member) is refused. Nothing in it is returned before it is on disk (a flush through
+/// `flusher` follows the read).
 pub fn history_page(
     store: &Store,
     flusher: &Flusher,
@@ -131,14 +136,15 @@ pub fn history_page(
     before: Option<u64>,
     limit: usize,
 ) -> Result<(Vec<Value>, bool), HistoryError> {
-    let member = store
-        .is_conv_member(&conv.to_string(), user)
+    let conv = conv.to_string();
+    let readable = store
+        .readable_ranges(&conv, user)
         .map_err(|e| HistoryError::Store(e.into()))?;
-    if !member {
+    if readable.is_empty() {
         return Err(HistoryError::Forbidden);
     }
     let (messages, mut more) = store
-        .history(&conv.to_string(), before, limit)
+        .history_within(&conv, &readable, before, limit)
         .map_err(|e| HistoryError::Store(e.into()))?;
     let mut out = Vec::with_capacity(messages.len());
     let mut bytes = 0;

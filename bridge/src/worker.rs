@@ -435,8 +435,8 @@ impl Worker {
             .zip(origins.into_iter().zip(ids))
         {
             if let Some(media_id) = media_id_of(&msg.content) {
-                // From now on the conversation's members may download it.
-                if let Err(e) = services.store.share_media(media_id, &msg.conv) {
+                // From now on whoever may read this message may download it.
+                if let Err(e) = services.store.share_media(media_id, &msg.conv, msg.seq) {
                     error!(error = %e, "recording a shared file failed");
                 }
             }
@@ -471,11 +471,11 @@ impl Worker {
             Err((code, message)) => return services.error(&job.origin, None, code, &message),
         };
         let groups::Change {
-            record,
+            mut record,
             entry,
             recipients,
         } = change;
-        match self.writer.group_change(&record, entry, &recipients) {
+        match self.writer.group_change(&mut record, entry, &recipients) {
             Ok(msg) => {
                 let created = matches!(job.op, GroupOp::Create { .. });
                 let answer = events::ok(
@@ -549,12 +549,17 @@ impl Worker {
         match &job.conv {
             Conv::Direct(..) => targets.extend(job.conv.other(user).map(str::to_owned)),
             Conv::Group(group) => {
+                let record = self.groups.get(&self.writer, group).map_err(unavailable)?;
+                // Messages from before the reader joined were never theirs to read.
+                let joined = record
+                    .and_then(|g| g.members.iter().find(|m| m.user == *user))
+                    .map_or(0, |m| m.since.saturating_sub(1));
                 let since = match job.status {
                     ReceiptStatus::Delivered => old.delivered,
                     ReceiptStatus::Read => old.read,
                 };
-                let authors = authors_between(&services, &conv, since, seq).map_err(unavailable)?;
-                let record = self.groups.get(&self.writer, group).map_err(unavailable)?;
+                let authors = authors_between(&services, &conv, since.max(joined), seq)
+                    .map_err(unavailable)?;
                 targets.extend(
                     authors
                         .into_iter()

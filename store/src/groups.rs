@@ -45,6 +45,22 @@ pub struct GroupMember {
     pub user: String,
     /// Their role.
     pub role: GroupRole,
+    /// The seq of the entry that made them a member (`created` or `added`): they may read the
+    /// group's conversation from there on. Set by [`ConvWriter::group_change`]; records
+    /// written before it was kept have none, which reads as 0: a member since the start.
+    #[serde(default)]
+    pub since: u64,
+}
+
+impl GroupMember {
+    /// A member with `role`; [`ConvWriter::group_change`] sets [`GroupMember::since`].
+    pub fn new(user: impl Into<String>, role: GroupRole) -> GroupMember {
+        GroupMember {
+            user: user.into(),
+            role,
+            since: 0,
+        }
+    }
 }
 
 /// A group: its name and members in the order they joined.
@@ -103,9 +119,15 @@ impl ConvWriter {
     /// `msg` that announces it (a message of the group's conversation, with
     /// `recipients` in its fan-out marker), in one atomic batch. `msg.conv`
     /// must be the record's conversation and on this writer's shard.
+    ///
+    /// The membership periods follow from the stored record and this entry's
+    /// `seq`: new members get it as their [`GroupMember::since`] (in `record`
+    /// too, which is what was stored), the others keep theirs, and those who
+    /// are gone keep `since..=seq` as an ended period
+    /// ([`Store::readable_ranges`]).
     pub fn group_change(
         &mut self,
-        record: &GroupRecord,
+        record: &mut GroupRecord,
         msg: NewMessage,
         recipients: &[String],
     ) -> Result<StoredMessage, StoreError> {
@@ -119,7 +141,13 @@ impl ConvWriter {
         for m in &record.members {
             check_user(&m.user)?;
         }
-        let extra = vec![(group_key(&record.id), encode(record)?)];
+        // `append_with` gives the entry the next seq of its conversation.
+        let seq = self.last_seq(&msg.conv)?.checked_add(1).ok_or_else(|| {
+            StoreError::Corrupt(format!("conversation {:?}: seq overflow", msg.conv))
+        })?;
+        let old = self.store.group(&record.id)?;
+        let mut extra = self.store.membership_writes(old.as_ref(), record, seq)?;
+        extra.push((group_key(&record.id), encode(&*record)?));
         let mut stored = self.append_with(vec![(msg, recipients.to_vec())], extra)?;
         stored
             .pop()
@@ -147,7 +175,8 @@ impl Store {
     }
 
     /// Whether `user` is a member of conversation `conv` now: one of the two users of a 1:1
-    /// chat `d.{a}.{b}`, or a current member of the group of `g.{group_id}`.
+    /// chat `d.{a}.{b}`, or a current member of the group of `g.{group_id}`. What they may
+    /// read is [`Store::readable_ranges`].
     pub fn is_conv_member(&self, conv: &str, user: &str) -> Result<bool, StoreError> {
         if let Some(group) = conv.strip_prefix("g.") {
             return Ok(self.group(group)?.is_some_and(|g| g.is_member(user)));

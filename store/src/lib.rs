@@ -93,6 +93,7 @@
 //! - `inbox.rs`: [`InboxItem`], per-user inboxes
 //! - `presence.rs`: last-seen times
 //! - `groups.rs`: [`GroupRecord`], the `user_groups` index, blocks
+//! - `membership.rs`: [`Readable`], what of a conversation a user may read (group membership periods)
 //! - `push.rs`: push tokens, the collapsed push job queue, dead letters
 //! - `media.rs`: media records and access, [`Blobs`] (the object store of the bytes)
 //! - `tests/`: unit tests (compiled only for `cargo test`)
@@ -121,7 +122,8 @@
 //! | `conv.{shard}` | `'i' sender 0x00 client_id` | fixed: `conv 0x00 seq ts`; idempotency key, `ts` = the message's ts (written-at, for [`ConvWriter::purge_idempotency`]) |
 //! | `conv.{shard}` | `'p' conv 0x00 seq` | fan-out of a group entry is pending: JSON list of its recipient user ids (the members when it was stored); databases written before the batch marker also hold empty ones (1:1, the recipients follow from `conv`) |
 //! | `conv.{shard}` | `b"~pending"` | the batch marker: JSON list of `[conv, seq]` whose fan-out is pending and that keep no recipients (1:1 messages), rewritten by each [`ConvWriter::append`] in its own batch and removed by [`ConvWriter::clear_batch_pending`] |
-//! | `conv.{shard}` | `'g' group_id 0x00` | JSON [`GroupRecord`] `{id, name, created_by, created_at, members:[{user, role}]}`, in the shard of `g.{group_id}` |
+//! | `conv.{shard}` | `'g' group_id 0x00` | JSON [`GroupRecord`] `{id, name, created_by, created_at, members:[{user, role, since}]}`, in the shard of `g.{group_id}`; `since` is the seq of the entry that made them a member (records written before it was kept lack it: 0, a member since the start) |
+//! | `conv.{shard}` | `'f' group_id 0x00 user` | JSON `[{from, to}]`: the user's ended memberships of the group, oldest first, from the seq of the entry that made them a member to that of their `removed`/`left` entry, both included ([`Store::readable_ranges`]); in the shard of `g.{group_id}` |
 //! | `conv.{shard}` | `'r' conv 0x00 user` | JSON [`Watermark`] `{delivered, read}` |
 //! | `inbox.{shard}` | `'e' user 0x00 n` | JSON [`InboxItem`]: `{"sent":{conv,seq}}`, `{"msg":{conv,seq}}` or `{"event":{...}}` |
 //! | `inbox.{shard}` | `'w' user 0x00 conv` | fixed: `seq`, highest seq of `conv` written to `user`'s inbox as a `msg` item |
@@ -136,7 +138,7 @@
 //! | `push_dead` | as `push_jobs` | JSON [`PushJob`] that ran out of attempts |
 //! | `media` | `media_id` (hex SHA-256) | JSON [`MediaRecord`] `{media_id, size, mime, created_at}` |
 //! | `media_owners` | `user_id 0x00 media_id` | empty; who uploaded a file |
-//! | `media_convs` | `media_id 0x00 conv` | empty; conversations where a message referenced it |
+//! | `media_convs` | `media_id 0x00 conv 0x00 seq` | empty; the message `seq` of `conv` referenced it. Keys `media_id 0x00 conv` without `seq` were written before seqs were kept: they count for the conversation's current members |
 //!
 //! Notes:
 //! - A session token is 32 random bytes shown to the client as 64 lowercase
@@ -170,6 +172,7 @@ mod error;
 mod groups;
 mod inbox;
 mod media;
+mod membership;
 mod messages;
 mod presence;
 mod push;
@@ -192,6 +195,7 @@ pub use error::StoreError;
 pub use groups::{GroupMember, GroupRecord, GroupRole};
 pub use inbox::{Appending, InboxItem};
 pub use media::{valid_media_id, Blobs, MediaRecord, MEDIA_ID_HEX_LEN};
+pub use membership::Readable;
 pub use messages::{NewMessage, StoredMessage, MAX_CLIENT_ID_LEN};
 pub use push::{PushJob, PushToken, MAX_PUSH_TOKEN_BYTES};
 pub use receipts::{ReceiptStatus, Watermark};

@@ -1,8 +1,8 @@
 //! Media metadata (trees `media`, `media_owners`, `media_convs`) and the blob store.
 //!
 //! A media id is the hex SHA-256 of the bytes, so a file uploaded twice is stored once. Who may
-//! download it: whoever uploaded it, and the current members of every conversation where a
-//! message referenced it. The bytes live in an [`object_store`] (a directory under the data dir,
+//! download it: whoever uploaded it, and whoever may read a message that referenced it
+//! ([`Store::readable_ranges`]): a group member who joined after it was sent may not. The bytes live in an [`object_store`] (a directory under the data dir,
 //! or an S3-compatible bucket) under `blobs/{media_id}`; uploads stream to `uploads/{random}`
 //! first and are moved into place once their hash is known.
 
@@ -12,7 +12,7 @@ use object_store::path::Path as BlobPath;
 use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{decode_in, encode, pair_key, prefix_key};
+use crate::codec::{decode_in, encode, pair_key, prefix_key, SEP};
 use crate::shards::{check_conv, check_user};
 use crate::{Store, StoreError};
 
@@ -99,18 +99,20 @@ impl Store {
         }
     }
 
-    /// Notes that a message in `conv` referenced `media_id`: its members may download it. Not
-    /// flushed (it rides on the message's group commit).
-    pub fn share_media(&self, media_id: &str, conv: &str) -> Result<(), StoreError> {
+    /// Notes that the message `seq` of `conv` referenced `media_id`: whoever may read that
+    /// message may download it. Not flushed (it rides on the message's group commit).
+    pub fn share_media(&self, media_id: &str, conv: &str, seq: u64) -> Result<(), StoreError> {
         check_media(media_id)?;
         check_conv(conv)?;
-        let key = pair_key(media_id, conv.as_bytes());
-        self.inner.media_convs.insert(key, &[][..])?;
+        self.inner
+            .media_convs
+            .insert(share_key(media_id, conv, seq), &[][..])?;
         Ok(())
     }
 
-    /// Whether `user` may download `media_id`: they uploaded it, or they are a member of a
-    /// conversation where it was sent (for a group: a current member).
+    /// Whether `user` may download `media_id`: they uploaded it, or they may read a message
+    /// that referenced it. A reference stored before seqs were kept (key without one) counts
+    /// for the conversation's current members, as it did then.
     pub fn media_allowed(&self, user: &str, media_id: &str) -> Result<bool, StoreError> {
         if !crate::valid_id(user) || !valid_media_id(media_id) {
             return Ok(false);
@@ -122,18 +124,44 @@ impl Store {
         {
             return Ok(true);
         }
+        let tree = &self.inner.media_convs;
         let prefix = prefix_key(media_id);
-        for entry in self.inner.media_convs.scan_prefix(&prefix) {
+        let mut from = prefix.clone();
+        // One step per conversation: its first key, then a range look-up per readable range.
+        while let Some(entry) = tree.range(from.clone()..).next() {
             let (key, _) = entry?;
-            let Ok(conv) = std::str::from_utf8(&key[prefix.len()..]) else {
+            let Some(rest) = key.strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            let conv_len = rest.iter().position(|b| *b == SEP).unwrap_or(rest.len());
+            let conv_bytes = &rest[..conv_len];
+            let legacy = conv_len == rest.len();
+            // Past every key of this conversation: `media_id 0x00 conv 0x01`.
+            from = [prefix.as_slice(), conv_bytes, &[SEP + 1]].concat();
+            let Ok(conv) = std::str::from_utf8(conv_bytes) else {
                 continue;
             };
-            if self.is_conv_member(conv, user)? {
+            if legacy && self.is_conv_member(conv, user)? {
                 return Ok(true);
+            }
+            for (lo, hi) in self.readable_ranges(conv, user)?.ranges() {
+                let lo = share_key(media_id, conv, *lo);
+                let hi = share_key(media_id, conv, *hi);
+                if tree.range(lo..=hi).next().transpose()?.is_some() {
+                    return Ok(true);
+                }
             }
         }
         Ok(false)
     }
+}
+
+/// `media_id 0x00 conv 0x00 seq`: the message `seq` of `conv` referenced the file.
+fn share_key(media_id: &str, conv: &str, seq: u64) -> Vec<u8> {
+    let mut key = pair_key(media_id, conv.as_bytes());
+    key.push(SEP);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
 }
 
 /// Where media bytes live: any [`ObjectStore`] (local directory or S3-compatible).

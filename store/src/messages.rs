@@ -8,11 +8,10 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{
-    corrupt, decode_in, encode, key_num_suffix, tag_key, tag_num_key, tag_prefix, tag_prefix_end,
-    SEP,
+    corrupt, decode_in, encode, key_num_suffix, tag_key, tag_num_key, tag_prefix, SEP,
 };
 use crate::shards::{check_conv, check_user, valid_conv, ConvWriter, CACHE_MAX_ENTRIES};
-use crate::{Store, StoreError};
+use crate::{Readable, Store, StoreError};
 
 /// Key tag: message, `m conv 0x00 seq`.
 pub(crate) const TAG_MSG: u8 = b'm';
@@ -402,23 +401,43 @@ impl Store {
         before: Option<u64>,
         limit: usize,
     ) -> Result<(Vec<StoredMessage>, bool), StoreError> {
+        self.history_within(conv, &Readable::all(), before, limit)
+    }
+
+    /// Like [`Store::history`], counting only the messages whose `seq` is in `readable`
+    /// ([`Store::readable_ranges`]): the page and `more` are as if the others did not exist.
+    /// One reverse range scan per readable range, so the gaps cost nothing.
+    pub fn history_within(
+        &self,
+        conv: &str,
+        readable: &Readable,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<StoredMessage>, bool), StoreError> {
         if !valid_conv(conv) {
             return Ok((Vec::new(), false));
         }
         let tree = self.conv_tree(conv);
-        let lo = tag_prefix(TAG_MSG, conv);
-        let hi = match before {
-            Some(seq) => tag_num_key(TAG_MSG, conv, seq),
-            None => tag_prefix_end(TAG_MSG, conv),
-        };
-        let mut iter = tree.range(lo.clone()..hi).rev();
+        let prefix = tag_prefix(TAG_MSG, conv);
+        // The newest readable seq below `before`, per range, newest range first.
+        let below = before.map_or(u64::MAX, |b| b.saturating_sub(1));
+        let mut iter = readable
+            .ranges()
+            .iter()
+            .rev()
+            .filter(|(from, _)| before != Some(0) && *from <= below)
+            .flat_map(|(from, to)| {
+                let lo = tag_num_key(TAG_MSG, conv, *from);
+                let hi = tag_num_key(TAG_MSG, conv, (*to).min(below));
+                tree.range(lo..=hi).rev()
+            });
         let mut page = Vec::new();
         while page.len() < limit {
             let Some(entry) = iter.next() else {
                 return Ok((page, false));
             };
             let (key, bytes) = entry?;
-            let seq = key_num_suffix(tree, &key, lo.len())?;
+            let seq = key_num_suffix(tree, &key, prefix.len())?;
             page.push(decode_message(tree, &key, conv.to_owned(), seq, &bytes)?);
         }
         let more = iter.next().transpose()?.is_some();

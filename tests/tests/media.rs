@@ -1,5 +1,5 @@
 //! Media over HTTP: content-addressed upload (dedup), the size limit, the type check against the
-//! bytes, access for the uploader and the members of conversations where the file was sent
+//! bytes, access for the uploader and whoever may read a message that carried the file
 //! (404 for everyone else), range downloads, and media in `msg` events.
 
 use chat_tests::chat::{str_of, ChatDevice};
@@ -109,7 +109,7 @@ async fn uploads_are_content_addressed_checked_and_limited() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_uploader_and_members_of_a_conversation_that_got_it_may_download() {
+async fn only_the_uploader_and_readers_of_a_message_that_carried_it_may_download() {
     let node = TestNode::start().await;
     let (amy_t, amy_e) = node.user_with_device("amy", "phone").await;
     let (bob_t, bob_e) = node.user_with_device("bob", "phone").await;
@@ -174,7 +174,8 @@ async fn only_the_uploader_and_members_of_a_conversation_that_got_it_may_downloa
         .await;
     assert_eq!(amy.wait_user_event("error").await["code"], "bad_request");
 
-    // In a group: members may download; a member removed later may not.
+    // In a group: members may download, and a member removed later still may (it was sent
+    // while he was a member); one added after it was sent may not.
     let create = json!({"type": "group_create", "name": "Pics", "members": ["dan"]});
     let group = str_of(&cat.ask_ok("g", create).await, "group").to_owned();
     cat.request(&json!({"type": "send", "id": "g1", "group": group, "media": media}))
@@ -190,6 +191,13 @@ async fn only_the_uploader_and_members_of_a_conversation_that_got_it_may_downloa
     cat.ask_ok("r", remove).await;
     assert_eq!(
         node.download_media(&dan_t, &id, None).await.status(),
+        StatusCode::OK
+    );
+    let (eve_t, _) = node.user_with_device("eve", "phone").await;
+    let add = json!({"type": "group_add", "group": group, "members": ["eve"]});
+    cat.ask_ok("e", add).await;
+    assert_eq!(
+        node.download_media(&eve_t, &id, None).await.status(),
         StatusCode::NOT_FOUND
     );
     node.stop().await;

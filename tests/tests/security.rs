@@ -37,13 +37,14 @@
 //!   MQTT and HTTP, `group_info`, `group_add`, `group_remove`, `group_leave`, `typing`):
 //!   `forbidden`, word for word the answer a group that does not exist gets, and the members
 //!   hear nothing: `groups_of_others_cannot_be_reached_or_told_apart_from_missing_ones` (here);
-//!   a removed member: `groups.rs` `a_group_from_creation_to_removal_and_leaving`.
+//!   a removed member: `groups.rs` `a_group_from_creation_to_removal_and_leaving`; what members
+//!   added later and former members may read (history, sync, media, receipts): `group_history.rs`.
 //!   1:1 conversations one is not in: `bad_input.rs` (`receipt`, `history`) and
 //!   `sync_history.rs` (members only, MQTT and HTTP).
 //! - Media ids of another user's media, in `send` (1:1 and group) and in HTTP downloads (whole,
 //!   ranges, malformed ids): the `not_found`/404 of a file that does not exist, no size leaked:
 //!   `media_of_others_cannot_be_sent_or_downloaded` (here); who may download after a send:
-//!   `media.rs` `only_the_uploader_and_members_of_a_conversation_that_got_it_may_download`.
+//!   `media.rs` `only_the_uploader_and_readers_of_a_message_that_carried_it_may_download`.
 //!
 //! **Certificates**
 //! - Expired, foreign-CA (right identity) and missing client certificates: `tls.rs`

@@ -1,5 +1,5 @@
 //! `GET /v1/conversations/{conv}/messages?before={seq}&limit={n}`: a page of a conversation's
-//! messages, newest first, for its members.
+//! messages, newest first, for its members (of a group: the entries of their memberships).
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};

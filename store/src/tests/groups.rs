@@ -4,7 +4,7 @@
 use super::{new_msg, open_in, open_tmp, test_config};
 use crate::{GroupMember, GroupRecord, GroupRole, InboxItem, StoreError};
 
-fn record(id: &str, members: &[(&str, GroupRole)]) -> GroupRecord {
+pub(super) fn record(id: &str, members: &[(&str, GroupRole)]) -> GroupRecord {
     GroupRecord {
         id: id.to_owned(),
         name: "Team".to_owned(),
@@ -12,10 +12,7 @@ fn record(id: &str, members: &[(&str, GroupRole)]) -> GroupRecord {
         created_at: 1,
         members: members
             .iter()
-            .map(|(user, role)| GroupMember {
-                user: (*user).to_owned(),
-                role: *role,
-            })
+            .map(|(user, role)| GroupMember::new(*user, *role))
             .collect(),
     }
 }
@@ -24,7 +21,7 @@ fn record(id: &str, members: &[(&str, GroupRole)]) -> GroupRecord {
 fn a_change_stores_record_and_entry_together_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = open_in(dir.path(), &test_config());
-    let g = record(
+    let mut g = record(
         "g1",
         &[("amy", GroupRole::Admin), ("bob", GroupRole::Member)],
     );
@@ -33,7 +30,7 @@ fn a_change_stores_record_and_entry_together_and_survives_reopen() {
     assert_eq!(w.group("g1").unwrap(), None);
     let recipients = vec!["amy".to_owned(), "bob".to_owned()];
     let stored = w
-        .group_change(&g, new_msg(&conv, "amy", "~1"), &recipients)
+        .group_change(&mut g, new_msg(&conv, "amy", "~1"), &recipients)
         .unwrap();
     assert_eq!(stored.seq, 1);
     assert_eq!(store.group("g1").unwrap(), Some(g.clone()));
@@ -58,7 +55,7 @@ fn a_change_stores_record_and_entry_together_and_survives_reopen() {
     assert_eq!(w.pending().unwrap().len(), 1);
     // A record for another conversation is refused, with nothing written.
     let err = w
-        .group_change(&g, new_msg("g.other", "amy", "~2"), &[])
+        .group_change(&mut g.clone(), new_msg("g.other", "amy", "~2"), &[])
         .unwrap_err();
     assert!(matches!(err, StoreError::InvalidInput(_)));
     drop(w);
@@ -166,10 +163,10 @@ fn conversation_membership() {
         !store.is_conv_member("g.g1", "amy").unwrap(),
         "no such group"
     );
-    let g = record("g1", &[("amy", GroupRole::Admin)]);
+    let mut g = record("g1", &[("amy", GroupRole::Admin)]);
     let conv = g.conv();
     let mut w = store.conv_writer(store.conv_shard(&conv)).unwrap();
-    w.group_change(&g, new_msg(&conv, "amy", "~1"), &["amy".to_owned()])
+    w.group_change(&mut g, new_msg(&conv, "amy", "~1"), &["amy".to_owned()])
         .unwrap();
     assert!(store.is_conv_member("g.g1", "amy").unwrap());
     assert!(!store.is_conv_member("g.g1", "bob").unwrap());

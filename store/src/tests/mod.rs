@@ -3,6 +3,7 @@
 mod devices;
 mod groups;
 mod inbox;
+mod membership;
 mod messages;
 mod receipts;
 mod sessions;
