@@ -3,7 +3,7 @@
 //! `GET /v1/conversations/{conv}/messages`.
 
 use chat_proto::{Conv, ErrorCode};
-use chat_store::{InboxItem, Store, StoreError};
+use chat_store::{InboxItem, Store, StoreError, StoredMessage};
 use serde_json::{json, Value};
 use tracing::error;
 
@@ -33,7 +33,7 @@ pub fn sync_events(
                 .map(|m| events::sent_value(&m, n)),
             InboxItem::Msg { conv, seq } => store
                 .message(&conv, seq)?
-                .map(|m| events::entry_value(&m, Some(n))),
+                .map(|m| authored(store, &m, events::entry_value(&m, Some(n)))),
             InboxItem::Event(event) => Some(events::with_n_value(&event, n)),
         };
         if let Some(event) = &event {
@@ -50,6 +50,16 @@ pub fn sync_events(
         }
     }
     Ok((out, last, more))
+}
+
+/// `event` (a `msg` or `group` entry of `msg`) with `"from_deleted": true` when its author's
+/// account has been deleted: the entry stays in the other members' histories, and clients show
+/// its author as a deleted account.
+fn authored(store: &Store, msg: &StoredMessage, mut event: Value) -> Value {
+    if let (true, Value::Object(map)) = (store.user_deleted(&msg.from), &mut event) {
+        map.insert("from_deleted".into(), true.into());
+    }
+    event
 }
 
 /// Publishes an answer to the requesting device, with the request's `req`.
@@ -115,7 +125,7 @@ pub fn history_page(
     // Messages stored while the reader blocked their sender are not theirs to see. (They still
     // count towards `limit`, so a page can be shorter than asked; `more` stays right.)
     for m in messages.iter().filter(|m| !events::hidden_for(m, user)) {
-        let event = events::entry_value(m, None);
+        let event = authored(store, m, events::entry_value(m, None));
         bytes += events::to_bytes(&event).len();
         if bytes > MAX_ANSWER_BYTES && !out.is_empty() {
             more = true;
