@@ -65,6 +65,7 @@ impl Harness {
                 ..AdminConfig::default()
             }),
             ops: Arc::new(Ops::new(0, store.clone(), None, Arc::new(NoPush))),
+            bridge: None,
         };
         Harness {
             _dir: dir,
