@@ -44,7 +44,13 @@
 //! [`Store::open`] (`DATA_DIR/db`, [`StoreConfig`]) validates the config,
 //! opens the database and its trees and returns a [`Store`]: a cheap,
 //! cloneable (`Arc` inside), `Send + Sync` handle. Open it once per process
-//! (sled locks the directory) and clone the handle.
+//! (sled locks the directory) and clone the handle. Opening first finishes a
+//! database swap a crash interrupted (`rewrite.rs`) and afterwards any account
+//! erasure a crash interrupted (`erase.rs`).
+//!
+//! Deleting an account ([`Store::delete_user`]) erases its data from the trees
+//! and marks the database for a rewrite; call [`rewrite_if_pending`] once the
+//! store is closed so that the erased values also leave the data files.
 //!
 //! The API is synchronous and blocking. [`Store::create_user`] and
 //! [`Store::verify_password`] run argon2id (tens of milliseconds of CPU and
