@@ -158,7 +158,7 @@ impl Store {
     }
 
     /// Records in the `user_groups` index that `user` is (or is no longer)
-    /// a member of `group_id`. Idempotent; not flushed.
+    /// a member of `group_id`. Idempotent; not flushed. A deleted account is never added.
     pub fn set_user_group(
         &self,
         user: &str,
@@ -168,6 +168,9 @@ impl Store {
         check_user(user)?;
         check_group_id(group_id)?;
         let key = pair_key(user, group_id.as_bytes());
+        if member && self.user_deleted(user) {
+            return Ok(());
+        }
         if member {
             self.inner.user_groups.insert(key, &[][..])?;
         } else {

@@ -155,6 +155,8 @@ fn deleted_account_is_retired_and_its_data_erased() {
     store.set_last_seen("alice", 9).unwrap();
     assert_eq!(store.last_seen("alice").unwrap(), None);
     assert!(!store.set_block("alice", "bob", true).unwrap());
+    store.set_user_group("alice", "g2", true).unwrap();
+    assert!(store.user_groups("alice").unwrap().is_empty());
     let mut w = store.conv_writer(store.conv_shard("d.alice.bob")).unwrap();
     assert_eq!(
         w.set_receipt("d.alice.bob", "alice", ReceiptStatus::Read, 1)
