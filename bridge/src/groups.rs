@@ -45,7 +45,13 @@ pub(crate) struct GroupJob {
     pub origin: Origin,
     pub group: String,
     pub op: GroupOp,
+    /// Where the outcome goes instead of an MQTT answer (a [`crate::BridgeHandle`] request).
+    pub reply: Option<GroupReply>,
 }
+
+/// The outcome of a group change asked for through a [`crate::BridgeHandle`]: sent once the
+/// change is stored and flushed, or refused.
+pub(crate) type GroupReply = tokio::sync::oneshot::Sender<Result<(), Refusal>>;
 
 /// A refusal: the error code and message for the requester.
 pub(crate) type Refusal = (ErrorCode, String);

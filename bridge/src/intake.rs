@@ -9,7 +9,7 @@ use chat_proto::{parse_request, parse_status, ErrorCode, Request, Status, Target
 use chat_store::Store;
 use tracing::{debug, error, warn};
 
-use crate::groups::{GroupJob, GroupOp};
+use crate::groups::{GroupJob, GroupOp, GroupReply};
 use crate::limits::{Limited, RateLimiter};
 use crate::presence::{self, Transition};
 use crate::worker::{Job, Origin, ReceiptJob, SendJob};
@@ -163,7 +163,7 @@ impl Dispatch {
                     }
                 };
                 let op = GroupOp::Create { name, members };
-                self.to_shard(Job::Group(GroupJob { origin, group, op }));
+                self.group_job(origin, group, op);
             }
             Request::GroupAdd(r) => self.group_job(origin, r.group, GroupOp::Add(r.members)),
             Request::GroupRemove(r) => self.group_job(origin, r.group, GroupOp::Remove(r.members)),
@@ -265,7 +265,28 @@ impl Dispatch {
     }
 
     fn group_job(&self, origin: Origin, group: String, op: GroupOp) {
-        self.to_shard(Job::Group(GroupJob { origin, group, op }));
+        self.to_shard(Job::Group(GroupJob {
+            origin,
+            group,
+            op,
+            reply: None,
+        }));
+    }
+
+    /// Queues `user`'s leaving `group` with its outcome sent to `reply` (for a
+    /// [`crate::BridgeHandle`]).
+    pub(crate) fn leave_for(&self, user: &str, group: &str, reply: GroupReply) {
+        let origin = Origin {
+            user: user.to_owned(),
+            device: None,
+            req: None,
+        };
+        self.to_shard(Job::Group(GroupJob {
+            origin,
+            group: group.to_owned(),
+            op: GroupOp::Leave,
+            reply: Some(reply),
+        }));
     }
 
     fn to_shard(&self, job: Job) {

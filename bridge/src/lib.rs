@@ -8,7 +8,8 @@
 //! link of the recipient's partition, queued there by whoever produced them. Bad input is
 //! answered with an `error` event to the device that sent it and never reaches anyone else.
 //!
-//! Entry point: [`Bridge::start`].
+//! Entry point: [`Bridge::start`]. Other services of the node ask it for work through a
+//! [`BridgeHandle`] ([`Bridge::handle`]).
 //!
 //! Layout:
 //! - `intake.rs`: reading requests from the routers, rate limits, dispatching
@@ -40,7 +41,7 @@ pub mod stats;
 mod worker;
 
 use std::sync::mpsc::{channel, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 
 use chat_broker::{Broker, ConnectionEvent};
@@ -148,8 +149,62 @@ impl Services {
 pub struct Bridge {
     services: Arc<Services>,
     shards: Vec<Sender<Job>>,
+    /// The dispatcher the intake tasks share; [`BridgeHandle`]s hold it weakly, so that
+    /// dropping it at shutdown closes the shard queues.
+    dispatch: Arc<intake::Dispatch>,
     workers: Vec<JoinHandle<()>>,
     tasks: JoinSet<()>,
+}
+
+/// A cheap, cloneable handle through which the node's other services (the HTTP API) ask the
+/// bridge for what a device would ask over MQTT. It does not keep the bridge alive: once the
+/// bridge has shut down, every request answers [`HandleError::Stopped`].
+#[derive(Clone)]
+pub struct BridgeHandle {
+    dispatch: Weak<intake::Dispatch>,
+}
+
+impl std::fmt::Debug for BridgeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeHandle").finish_non_exhaustive()
+    }
+}
+
+/// Why a [`BridgeHandle`] request was not done.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// The bridge has stopped (the node is shutting down).
+    #[error("the message service has stopped")]
+    Stopped,
+    /// The bridge refused, with the protocol error code it would have sent a device.
+    #[error("{code:?}: {message}")]
+    Refused {
+        /// The protocol error code.
+        code: ErrorCode,
+        /// The message a device would have got.
+        message: String,
+    },
+}
+
+impl BridgeHandle {
+    /// `user` leaves `group`, as with their own `group_leave` request: the group's shard worker
+    /// stores a `left` entry that the other members receive (an admin leaving last hands the
+    /// group to the longest-standing member). Resolves once the change is stored and flushed
+    /// (its fan-out follows) with `true`, or with `false` if `user` was not a member.
+    pub async fn leave_group(&self, user: &str, group: &str) -> Result<bool, HandleError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        match self.dispatch.upgrade() {
+            Some(dispatch) => dispatch.leave_for(user, group, tx),
+            None => return Err(HandleError::Stopped),
+        }
+        match rx.await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err((ErrorCode::Forbidden, _))) => Ok(false),
+            Ok(Err((code, message))) => Err(HandleError::Refused { code, message }),
+            // The worker stopped before it answered.
+            Err(_) => Err(HandleError::Stopped),
+        }
+    }
 }
 
 impl Bridge {
@@ -219,9 +274,17 @@ impl Bridge {
         Ok(Bridge {
             services,
             shards,
+            dispatch,
             workers,
             tasks,
         })
+    }
+
+    /// A handle for the node's other services ([`BridgeHandle`]).
+    pub fn handle(&self) -> BridgeHandle {
+        BridgeHandle {
+            dispatch: Arc::downgrade(&self.dispatch),
+        }
     }
 
     /// Users with at least one connected device.
@@ -251,6 +314,7 @@ impl Bridge {
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
         drop(self.shards);
+        drop(self.dispatch);
         let workers = std::mem::take(&mut self.workers);
         let joined = tokio::task::spawn_blocking(move || {
             for worker in workers {

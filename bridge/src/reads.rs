@@ -11,7 +11,7 @@
 //! under load it is the group commit the writers share.
 
 use chat_proto::{Conv, ErrorCode};
-use chat_store::{InboxItem, Store, StoreError};
+use chat_store::{InboxItem, Store, StoreError, StoredMessage};
 use serde_json::{json, Value};
 use tracing::error;
 
@@ -44,7 +44,7 @@ pub fn sync_events(
                 .map(|m| events::sent_value(&m, n)),
             InboxItem::Msg { conv, seq } => store
                 .message(&conv, seq)?
-                .map(|m| events::entry_value(&m, Some(n))),
+                .map(|m| authored(store, &m, events::entry_value(&m, Some(n)))),
             InboxItem::Event(event) => Some(events::with_n_value(&event, n)),
         };
         if let Some(event) = &event {
@@ -61,6 +61,16 @@ pub fn sync_events(
         }
     }
     Ok((out, last, more))
+}
+
+/// `event` (a `msg` or `group` entry of `msg`) with `"from_deleted": true` when its author's
+/// account has been deleted: the entry stays in the other members' histories, and clients show
+/// its author as a deleted account.
+fn authored(store: &Store, msg: &StoredMessage, mut event: Value) -> Value {
+    if let (true, Value::Object(map)) = (store.user_deleted(&msg.from), &mut event) {
+        map.insert("from_deleted".into(), true.into());
+    }
+    event
 }
 
 /// Publishes an answer to the requesting device, with the request's `req`.
@@ -151,7 +161,7 @@ pub fn history_page(
     // Messages stored while the reader blocked their sender are not theirs to see. (They still
     // count towards `limit`, so a page can be shorter than asked; `more` stays right.)
     for m in messages.iter().filter(|m| !events::hidden_for(m, user)) {
-        let event = events::entry_value(m, None);
+        let event = authored(store, m, events::entry_value(m, None));
         bytes += events::to_bytes(&event).len();
         if bytes > MAX_ANSWER_BYTES && !out.is_empty() {
             more = true;

@@ -21,7 +21,7 @@ use tracing::{error, info, warn};
 
 use crate::events;
 use crate::fanout::FanoutJob;
-use crate::groups::{self, GroupCache, GroupJob, GroupOp};
+use crate::groups::{self, GroupCache, GroupJob, GroupOp, GroupReply};
 use crate::ids::now_ms;
 use crate::Services;
 
@@ -138,6 +138,11 @@ fn unavailable(services: &Services, origin: &Origin, id: &str) {
     );
 }
 
+/// The refusal for a request the store could not serve.
+fn storage_unavailable() -> groups::Refusal {
+    (ErrorCode::Unavailable, "storage unavailable".to_owned())
+}
+
 /// Events to publish after the group commit: (user, payload).
 type Outbox = Vec<(String, Vec<u8>)>;
 
@@ -159,6 +164,8 @@ struct Round {
     handoff: Vec<FanoutJob>,
     /// Answers (`ok`) to send once flushed: (user, device, payload).
     answers: Vec<(Origin, Vec<u8>)>,
+    /// Outcomes of group changes asked for through a handle, sent once flushed.
+    replies: Vec<GroupReply>,
     publish: Outbox,
 }
 
@@ -266,6 +273,9 @@ impl Worker {
             for (origin, _) in &round.answers {
                 services.error(origin, None, ErrorCode::Unavailable, "storage unavailable");
             }
+            for reply in round.replies {
+                let _ = reply.send(Err(storage_unavailable()));
+            }
             return;
         }
         // Counted before `sent` goes out, so that whoever sees a `sent` sees it counted.
@@ -292,6 +302,10 @@ impl Worker {
             answers.for_device(&origin.user, origin.device.as_deref(), payload);
         }
         answers.send();
+        for reply in round.replies {
+            // The asker may have given up waiting; the change stands either way.
+            let _ = reply.send(Ok(()));
+        }
         for (origin, id) in round.retries {
             answer_retry(&self.writer, &services, &origin, &id);
         }
@@ -451,24 +465,24 @@ impl Worker {
         }
     }
 
-    /// Stores a membership change, or answers why not.
-    fn group_change(&mut self, job: GroupJob, round: &mut Round) {
+    /// Stores a membership change, or answers why not (to the requester's devices, or to the
+    /// job's reply).
+    fn group_change(&mut self, mut job: GroupJob, round: &mut Round) {
         let services = self.services.clone();
+        let refuse = |job: &mut GroupJob, (code, message): groups::Refusal| match job.reply.take() {
+            Some(reply) => drop(reply.send(Err((code, message)))),
+            None => services.error(&job.origin, None, code, &message),
+        };
         let current = match self.groups.get(&self.writer, &job.group) {
             Ok(current) => current.cloned(),
             Err(e) => {
                 error!(error = %e, "reading a group failed");
-                return services.error(
-                    &job.origin,
-                    None,
-                    ErrorCode::Unavailable,
-                    "storage unavailable",
-                );
+                return refuse(&mut job, storage_unavailable());
             }
         };
         let change = match groups::plan(&services, current.as_ref(), &job) {
             Ok(change) => change,
-            Err((code, message)) => return services.error(&job.origin, None, code, &message),
+            Err(refusal) => return refuse(&mut job, refusal),
         };
         let groups::Change {
             mut record,
@@ -489,16 +503,14 @@ impl Worker {
                     recipients,
                     appending: Appending::New,
                 });
-                round.answers.push((job.origin, answer));
+                match job.reply.take() {
+                    Some(reply) => round.replies.push(reply),
+                    None => round.answers.push((job.origin, answer)),
+                }
             }
             Err(e) => {
                 error!(error = %e, "storing a group change failed");
-                services.error(
-                    &job.origin,
-                    None,
-                    ErrorCode::Unavailable,
-                    "storage unavailable",
-                );
+                refuse(&mut job, storage_unavailable());
             }
         }
     }

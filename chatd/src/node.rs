@@ -2,7 +2,9 @@
 //! and stopped in order: first `/readyz` turns 503 (draining, for `node.drain_delay_ms`), then
 //! the listeners close and the front end stops reading requests, the requests already read are
 //! answered, connections close, open HTTP requests get up to `node.shutdown_grace_secs`, and
-//! the store is flushed.
+//! the store is flushed. After an account deletion the database is then rewritten into fresh
+//! files, so that the erased data is gone from the disk (`chat_store::rewrite_if_pending`;
+//! a start-up does it if a stop could not).
 //!
 //! When the store fails (disk full, read-only file system, I/O error), sled refuses every later
 //! operation: the node answers `unavailable`, `/readyz` turns 503, and a watch task probes the
@@ -125,7 +127,7 @@ impl Node {
             source,
         })?;
         let (db_dir, store_cfg) = (data_dir.join("db"), config.store.clone());
-        let store = tokio::task::spawn_blocking(move || Store::open(&db_dir, &store_cfg)).await??;
+        let store = tokio::task::spawn_blocking(move || open_store(&db_dir, &store_cfg)).await??;
         let (certs_dir, certs_cfg) = (data_dir.join("certs"), config.certs.clone());
         let authority = Arc::new(
             tokio::task::spawn_blocking(move || Authority::load_or_create(&certs_dir, &certs_cfg))
@@ -203,6 +205,7 @@ impl Node {
             }),
             admin: Arc::new(config.admin.clone()),
             ops: ops.clone(),
+            bridge: Some(bridge.handle()),
         };
         let (stop_http, mut stopped) = watch::channel(false);
         let shutdown = async move {
@@ -344,9 +347,47 @@ impl Node {
         }
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.flush()).await??;
-        info!("store flushed; bye");
+        info!("store flushed");
+        if self.store.erasure_pending()? {
+            // Every handle must be gone before the database can be rewritten.
+            drop(self.store);
+            drop(self.ops);
+            drop(self.pusher);
+            let (dir, cfg) = (
+                self.config.node.data_dir.join("db"),
+                self.config.store.clone(),
+            );
+            let rewrite = tokio::task::spawn_blocking(move || {
+                chat_store::rewrite_if_pending(&dir, &cfg, ERASURE_LOCK_WAIT)
+            });
+            match rewrite.await? {
+                Ok(_) => {}
+                Err(e) => warn!(
+                    error = %e,
+                    "rewriting the database after an account deletion failed; it is retried on the next start"
+                ),
+            }
+        }
+        info!("bye");
         Ok(())
     }
+}
+
+/// How long a clean stop waits for the last store handles to go before it rewrites the
+/// database (after an account deletion); past that, the next start does it.
+const ERASURE_LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens the store; if an account deletion left its data in old log segments (the last stop
+/// was not clean), first rewrites the database so that it is gone from the disk.
+fn open_store(dir: &std::path::Path, cfg: &chat_store::StoreConfig) -> Result<Store, NodeError> {
+    let store = Store::open(dir, cfg)?;
+    if !store.erasure_pending()? {
+        return Ok(store);
+    }
+    drop(store);
+    info!("an account deletion is not yet erased from the disk: rewriting the database");
+    chat_store::rewrite_if_pending(dir, cfg, Duration::from_secs(2))?;
+    Ok(Store::open(dir, cfg)?)
 }
 
 /// While draining, the node is considered settled once nothing has moved for this long.

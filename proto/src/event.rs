@@ -113,7 +113,7 @@ pub struct SentEvent {
     pub n: u64,
 }
 
-/// `msg`: `{type, msg_id, conv, seq, from, to|group, body?, media?, reply_to?, ts, n}`, to
+/// `msg`: `{type, msg_id, conv, seq, from, to|group, body?, media?, reply_to?, ts, n, from_deleted?}`, to
 /// every recipient; also the entries of a `history` answer (without `n`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MsgEvent {
@@ -147,6 +147,10 @@ pub struct MsgEvent {
     /// The recipient's inbox number; absent in `history` answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<u64>,
+    /// The sender has deleted their account (`"from_deleted":true`; absent otherwise): show the
+    /// author as a deleted account.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_deleted: bool,
 }
 
 /// `receipt`: `{type, conv, by, status, seq, ts, n}`.
@@ -197,6 +201,9 @@ pub struct GroupEvent {
     /// The receiving user's inbox number; absent in `history` answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<u64>,
+    /// `by` has deleted their account since (`"from_deleted":true`; absent otherwise).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_deleted: bool,
 }
 
 /// `presence`: `{type, user, state, last_seen?}`.

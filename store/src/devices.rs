@@ -39,7 +39,7 @@ impl Store {
     /// certificate serial, expiry and fingerprint) if it already exists.
     ///
     /// Errors: [`StoreError::DeviceRevoked`] if the device id was revoked,
-    /// [`StoreError::NotFound`] if the user does not exist,
+    /// [`StoreError::NotFound`] if the user does not exist (or was deleted),
     /// [`StoreError::InvalidInput`] for malformed ids or a `cert_serial` or
     /// `cert_fingerprint` that is empty, longer than [`MAX_CERT_SERIAL_LEN`]
     /// or not printable ASCII.
@@ -57,7 +57,7 @@ impl Store {
             check_cert_field("cert fingerprint", fingerprint)?;
         }
         let cert_fingerprint = cert_fingerprint.map(str::to_owned);
-        if self.load_user(user_id)?.is_none() {
+        if self.load_user(user_id)?.is_none_or(|u| u.deleted()) {
             return Err(StoreError::NotFound(format!("user {user_id:?}")));
         }
         let key = pair_key(user_id, device_id.as_bytes());

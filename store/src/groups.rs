@@ -20,9 +20,9 @@ use crate::{valid_id, Store, StoreError};
 /// Key tag: group record, `g group_id 0x00` (in the group conversation's shard).
 pub(crate) const TAG_GROUP: u8 = b'g';
 /// Key tag in `blocks`: `b blocker 0x00 blocked`.
-const BLOCK_BY: u8 = b'b';
+pub(crate) const BLOCK_BY: u8 = b'b';
 /// Key tag in `blocks`: `r blocked 0x00 blocker` (the reverse index).
-const BLOCKED_BY: u8 = b'r';
+pub(crate) const BLOCKED_BY: u8 = b'r';
 
 fn block_key(tag: u8, a: &str, b: &str) -> Vec<u8> {
     tag_key(tag, a, b.as_bytes())
@@ -187,7 +187,7 @@ impl Store {
     }
 
     /// Records in the `user_groups` index that `user` is (or is no longer)
-    /// a member of `group_id`. Idempotent; not flushed.
+    /// a member of `group_id`. Idempotent; not flushed. A deleted account is never added.
     pub fn set_user_group(
         &self,
         user: &str,
@@ -197,6 +197,9 @@ impl Store {
         check_user(user)?;
         check_group_id(group_id)?;
         let key = pair_key(user, group_id.as_bytes());
+        if member && self.user_deleted(user) {
+            return Ok(());
+        }
         if member {
             self.inner.user_groups.insert(key, &[][..])?;
         } else {
@@ -244,10 +247,13 @@ impl Store {
     }
 
     /// Blocks (`on`) or unblocks `blocked` for `blocker`. Returns whether
-    /// anything changed. Not flushed: durable after the next [`Store::flush`].
+    /// anything changed (never for a deleted `blocker`). Not flushed: durable after the next [`Store::flush`].
     pub fn set_block(&self, blocker: &str, blocked: &str, on: bool) -> Result<bool, StoreError> {
         check_user(blocker)?;
         check_user(blocked)?;
+        if self.user_deleted(blocker) {
+            return Ok(false);
+        }
         let forward = block_key(BLOCK_BY, blocker, blocked);
         if self.inner.blocks.contains_key(&forward)? == on {
             return Ok(false);

@@ -81,7 +81,7 @@ impl InboxItem {
 impl Store {
     /// Appends items to `user`'s inbox in one atomic sled batch, each with
     /// the next `n`; returns the `n` of each item, or `None` for a message
-    /// item that was skipped as a replay.
+    /// item that was skipped as a replay or because `user`'s account was deleted.
     ///
     /// Message items (`Sent`, `Msg`) are applied at most once, so replaying
     /// a fan-out after a crash is harmless (a replayed item gets `None` and
@@ -202,9 +202,16 @@ impl Store {
                 _ => None,
             })
             .collect();
+        // Under the shard's lock, so an erasure (which takes it too) never misses an entry.
+        let retired = self.retired_users();
         let mut writes = sled::Batch::default();
         let mut out = Vec::with_capacity(items.len());
         for &(user, item) in items {
+            if !retired.is_empty() && retired.contains(user) {
+                // A deleted account's inbox stays erased (e.g. the fan-out of its own `left`).
+                out.push(None);
+                continue;
+            }
             match item {
                 InboxItem::Msg { conv, seq } => {
                     let mark = match given.get(&(user, conv.as_str())) {

@@ -47,7 +47,13 @@
 //! [`Store::open`] (`DATA_DIR/db`, [`StoreConfig`]) validates the config,
 //! opens the database and its trees and returns a [`Store`]: a cheap,
 //! cloneable (`Arc` inside), `Send + Sync` handle. Open it once per process
-//! (sled locks the directory) and clone the handle.
+//! (sled locks the directory) and clone the handle. Opening first finishes a
+//! database swap a crash interrupted (`rewrite.rs`) and afterwards any account
+//! erasure a crash interrupted (`erase.rs`).
+//!
+//! Deleting an account ([`Store::delete_user`]) erases its data from the trees
+//! and marks the database for a rewrite; call [`rewrite_if_pending`] once the
+//! store is closed so that the erased values also leave the data files.
 //!
 //! The API is synchronous and blocking. [`Store::create_user`] and
 //! [`Store::verify_password`] run argon2id (tens of milliseconds of CPU and
@@ -85,6 +91,8 @@
 //! - `error.rs`: [`StoreError`]
 //! - `codec.rs`: key building and JSON value (de)serialisation
 //! - `users.rs`: users and passwords (argon2id)
+//! - `erase.rs`: account deletion: the tombstone, `Store::erase_user`, the list of per-user data
+//! - `rewrite.rs`: [`rewrite_if_pending`], copying the database into fresh files after a deletion
 //! - `sessions.rs`: login sessions (hashed tokens, per-user index)
 //! - `devices.rs`: device enrolment and revocation
 //! - `shards.rs`: shard placement (FNV-1a), shard trees, [`ConvWriter`] and its single-writer rule
@@ -114,7 +122,9 @@
 //! | `meta` | `b"schema_version"` | fixed: `u32` big-endian, currently `1` |
 //! | `meta` | `b"shards"` | fixed: `u32` big-endian, [`StoreConfig::shards`] at creation |
 //! | `meta` | `b"id_reserved"` | fixed: `u64` big-endian, the message-id high-water mark ([`Store::reserve_ids`]) |
-//! | `users` | `user_id` | JSON `{user_id, created_at, disabled, password_hash}`; `password_hash` is an argon2id PHC string (random 16-byte salt) |
+//! | `meta` | `b"erasure_pending"` | fixed: `u64` big-endian, unix s of the first account deletion since the last rewrite; present until [`rewrite_if_pending`] copied the database into fresh files |
+//! | `users` | `user_id` | JSON `{user_id, created_at, disabled, password_hash}`; `password_hash` is an argon2id PHC string (random 16-byte salt). A deleted account's tombstone: `{user_id, created_at, disabled: true, deleted_at}` (no hash; the id stays taken) |
+//! | `deleted_users` | `user_id` | JSON `{deleted_at, erased}`: the deleted ids (kept in memory for [`Store::user_deleted`]); `erased: false` until the erasure finished, which [`Store::open`] completes after a crash |
 //! | `sessions` | `sha256(token bytes)` (32 bytes) | JSON `{user_id, created_at, expires_at}` |
 //! | `user_sessions` | `user_id 0x00 sha256(token bytes)` | empty; index for [`Store::revoke_user_sessions`] |
 //! | `devices` | `user_id 0x00 device_id` | JSON [`DeviceRecord`] `{user_id, device_id, created_at, cert_serial, cert_expires_at, cert_fingerprint?, revoked_at}` |
@@ -168,6 +178,7 @@
 mod codec;
 mod config;
 mod devices;
+mod erase;
 mod error;
 mod groups;
 mod inbox;
@@ -177,6 +188,7 @@ mod messages;
 mod presence;
 mod push;
 mod receipts;
+mod rewrite;
 mod sessions;
 mod shards;
 mod users;
@@ -199,6 +211,7 @@ pub use membership::Readable;
 pub use messages::{NewMessage, StoredMessage, MAX_CLIENT_ID_LEN};
 pub use push::{PushJob, PushToken, MAX_PUSH_TOKEN_BYTES};
 pub use receipts::{ReceiptStatus, Watermark};
+pub use rewrite::rewrite_if_pending;
 pub use sessions::{Session, SessionCheck, TOKEN_HEX_LEN};
 pub use shards::{ConvWriter, CONV_TREE_KIND, INBOX_TREE_KIND, MAX_CONV_LEN};
 pub use users::{PasswordCheck, UserRecord, PASSWORD_MAX_LEN, PASSWORD_MIN_LEN};
@@ -222,6 +235,8 @@ pub const TREE_LAST_SEEN: &str = "lastseen";
 pub const TREE_USER_GROUPS: &str = "user_groups";
 /// Name of the `blocks` tree.
 pub const TREE_BLOCKS: &str = "blocks";
+/// Name of the `deleted_users` tree (the ids of deleted accounts).
+pub const TREE_DELETED_USERS: &str = "deleted_users";
 /// Names of the push trees: tokens, jobs, the due-time index, dead letters.
 pub const TREES_PUSH: [&str; 4] = ["push_tokens", "push_jobs", "push_due", "push_dead"];
 /// Names of the media trees: records, uploaders, conversations that shared a file.
@@ -256,6 +271,7 @@ pub struct Store {
 
 struct Inner {
     db: sled::Db,
+    meta: sled::Tree,
     users: sled::Tree,
     sessions: sled::Tree,
     user_sessions: sled::Tree,
@@ -270,6 +286,9 @@ struct Inner {
     media: sled::Tree,
     media_owners: sled::Tree,
     media_convs: sled::Tree,
+    deleted_users: sled::Tree,
+    /// The ids in `deleted_users`, for the checks that keep a deleted account's data erased.
+    retired: std::sync::RwLock<std::collections::HashSet<String>>,
     /// Serialises every change of push jobs.
     push_lock: std::sync::Mutex<()>,
     /// Message and inbox shard trees, writer flags and inbox locks.
@@ -295,10 +314,14 @@ impl fmt::Debug for Store {
 /// Opens the sled database. sled releases its file lock only when the last
 /// reference to the database is gone, and its background flusher thread can
 /// hold one for a moment after the `Store` was dropped; so a reopen in the same
-/// process waits up to [`LOCK_WAIT`] for the lock. Another process holding it
+/// process waits up to `wait` ([`LOCK_WAIT`] for [`Store::open`]) for the lock. Another process holding it
 /// still gets the error, just that much later.
-fn open_db(dir: &Path, cfg: &StoreConfig) -> Result<sled::Db, StoreError> {
-    let give_up = std::time::Instant::now() + LOCK_WAIT;
+fn open_db(
+    dir: &Path,
+    cfg: &StoreConfig,
+    wait: std::time::Duration,
+) -> Result<sled::Db, StoreError> {
+    let give_up = std::time::Instant::now() + wait;
     loop {
         match sled::Config::new()
             .path(dir)
@@ -360,11 +383,13 @@ impl Store {
     ) -> Result<Store, StoreError> {
         cfg.validate()?;
         let argon2_params = cfg.argon2_params()?;
-        let db = open_db(dir, cfg)?;
+        rewrite::recover(dir)?;
+        let db = open_db(dir, cfg, LOCK_WAIT)?;
         let cfg = &resolve_shards(&db, cfg)?;
         check_meta(&db, cfg)?;
         let dummy_hash = users::dummy_hash(&argon2_params)?;
         let inner = Inner {
+            meta: db.open_tree(TREE_META)?,
             users: db.open_tree(TREE_USERS)?,
             sessions: db.open_tree(TREE_SESSIONS)?,
             user_sessions: db.open_tree(TREE_USER_SESSIONS)?,
@@ -380,6 +405,8 @@ impl Store {
             media: db.open_tree(TREES_MEDIA[0])?,
             media_owners: db.open_tree(TREES_MEDIA[1])?,
             media_convs: db.open_tree(TREES_MEDIA[2])?,
+            deleted_users: db.open_tree(TREE_DELETED_USERS)?,
+            retired: std::sync::RwLock::default(),
             shards: shards::ShardState::open(&db, cfg.shards)?,
             db,
             cfg: cfg.clone(),
@@ -388,10 +415,12 @@ impl Store {
             clock,
             failed: std::sync::atomic::AtomicBool::new(false),
         };
-        tracing::debug!(path = %dir.display(), shards = cfg.shards, "store opened");
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(inner),
-        })
+        };
+        store.load_deleted()?;
+        tracing::debug!(path = %dir.display(), shards = cfg.shards, "store opened");
+        Ok(store)
     }
 
     /// The (validated) configuration the store was opened with.
@@ -421,6 +450,7 @@ impl Store {
                 TREE_LAST_SEEN,
                 TREE_USER_GROUPS,
                 TREE_BLOCKS,
+                TREE_DELETED_USERS,
             ]
             .contains(&kind)
             && !TREES_PUSH.contains(&kind);

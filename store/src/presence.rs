@@ -6,9 +6,13 @@ use crate::{valid_id, Store, StoreError};
 impl Store {
     /// Records when `user` was last seen (unix ms), replacing the previous
     /// value. Not flushed: durable after the next [`Store::flush`] (or
-    /// sled's background flush); losing one in a crash only makes it older.
+    /// sled's background flush); losing one in a crash only makes it older. Ignored for a
+    /// deleted account (its last disconnect comes after the erasure).
     pub fn set_last_seen(&self, user: &str, ts_ms: u64) -> Result<(), StoreError> {
         crate::shards::check_user(user)?;
+        if self.user_deleted(user) {
+            return Ok(());
+        }
         self.inner
             .lastseen
             .insert(user.as_bytes(), &ts_ms.to_be_bytes()[..])?;

@@ -35,7 +35,7 @@ impl ConvWriter {
     /// Moves the `(conv, user)` watermark forward to `seq`: `Delivered`
     /// raises `delivered`, `Read` raises both `read` and `delivered`.
     /// Returns `Some((old, new))` when something changed, `None` when the
-    /// receipt was old news. `seq` is not checked against the conversation's last
+    /// receipt was old news (or its user's account was deleted). `seq` is not checked against the conversation's last
     /// seq (the caller clamps it); `seq` 0, an invalid user or a conversation
     /// of another shard give [`StoreError::InvalidInput`]. Durable only after
     /// the next [`Store::flush`].
@@ -52,6 +52,9 @@ impl ConvWriter {
             return Err(StoreError::InvalidInput(
                 "receipt seq must be at least 1".into(),
             ));
+        }
+        if self.store.user_deleted(user) {
+            return Ok(None);
         }
         let key = tag_key(TAG_RECEIPT, conv, user.as_bytes());
         let old = read_watermark(&self.tree, &key)?;

@@ -68,7 +68,7 @@ impl Store {
                 "invalid user id {user_id:?}"
             )));
         }
-        if self.load_user(user_id)?.is_none() {
+        if self.load_user(user_id)?.is_none_or(|u| u.deleted()) {
             return Err(StoreError::NotFound(format!("user {user_id:?}")));
         }
         let mut raw = [0u8; TOKEN_BYTES];
@@ -121,7 +121,11 @@ impl Store {
             tracing::debug!(user_id = %session.user_id, "expired session removed");
             return Ok(SessionCheck::Invalid);
         }
-        if !valid_id(&session.user_id) || self.load_user(&session.user_id)?.is_none() {
+        let exists = valid_id(&session.user_id)
+            && self
+                .load_user(&session.user_id)?
+                .is_some_and(|u| !u.deleted());
+        if !exists {
             return Ok(SessionCheck::Invalid);
         }
         if !self.user_enabled(&session.user_id)? {
@@ -158,6 +162,24 @@ impl Store {
     /// when disabling the account). Uses the `user_sessions` index (prefix
     /// scan, no full scan). Returns the number of sessions removed.
     pub fn revoke_user_sessions(&self, user_id: &str) -> Result<usize, StoreError> {
+        self.revoke_sessions_but(user_id, None)
+    }
+
+    /// Like [`Store::revoke_user_sessions`], but keeps the session of `keep_token` (the one
+    /// that asked, e.g. for a password change). Returns the number of sessions removed.
+    pub fn revoke_user_sessions_except(
+        &self,
+        user_id: &str,
+        keep_token: &str,
+    ) -> Result<usize, StoreError> {
+        self.revoke_sessions_but(user_id, parse_token(keep_token))
+    }
+
+    fn revoke_sessions_but(
+        &self,
+        user_id: &str,
+        keep: Option<[u8; 32]>,
+    ) -> Result<usize, StoreError> {
         if !valid_id(user_id) {
             return Ok(0);
         }
@@ -166,6 +188,9 @@ impl Store {
         for entry in self.inner.user_sessions.scan_prefix(&prefix) {
             let (key, _) = entry?;
             let hash = &key[prefix.len()..];
+            if keep.is_some_and(|k| k[..] == *hash) {
+                continue;
+            }
             if hash.len() != TOKEN_BYTES {
                 tracing::warn!(
                     key = %key.escape_ascii(),

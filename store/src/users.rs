@@ -32,8 +32,20 @@ pub(crate) struct StoredUser {
     pub(crate) user_id: String,
     pub(crate) created_at: u64,
     pub(crate) disabled: bool,
-    /// argon2id PHC string.
+    /// argon2id PHC string; empty (and not written) in the tombstone of a deleted account.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub(crate) password_hash: String,
+    /// When the account was deleted (unix seconds): the record is a tombstone that keeps the id
+    /// retired. See `erase.rs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) deleted_at: Option<u64>,
+}
+
+impl StoredUser {
+    /// Whether this is the tombstone of a deleted account.
+    pub(crate) fn deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
 }
 
 /// What [`Store::check_password`] found.
@@ -41,7 +53,7 @@ pub(crate) struct StoredUser {
 pub enum PasswordCheck {
     /// The password is right and the user may log in.
     Valid,
-    /// Unknown user or wrong password (indistinguishable by design).
+    /// Unknown user, deleted account or wrong password (indistinguishable by design).
     Invalid,
     /// The password is right but the user is disabled.
     Disabled,
@@ -71,13 +83,10 @@ impl Store {
                 "invalid user id {user_id:?}: need 1..=32 chars of [a-z0-9]"
             )));
         }
-        if !(PASSWORD_MIN_LEN..=PASSWORD_MAX_LEN).contains(&password.len()) {
-            return Err(StoreError::InvalidInput(format!(
-                "password must be {PASSWORD_MIN_LEN}..={PASSWORD_MAX_LEN} bytes"
-            )));
-        }
+        check_password_len(password)?;
         // Cheap pre-check so that a taken id does not cost a hash; the CAS
         // below is what actually guarantees uniqueness.
+        // A deleted account's tombstone keeps its id taken for good.
         if self.inner.users.contains_key(user_id)? {
             return Err(conflict(user_id));
         }
@@ -86,6 +95,7 @@ impl Store {
             created_at: self.now(),
             disabled: false,
             password_hash: hash_password(&self.inner.argon2_params, password)?,
+            deleted_at: None,
         };
         let value = encode(&record)?;
         let cas = self
@@ -133,6 +143,10 @@ impl Store {
                 verify_hash(&self.inner.dummy_hash, password)?;
                 Ok(PasswordCheck::Invalid)
             }
+            Some(user) if user.deleted() => {
+                verify_hash(&self.inner.dummy_hash, password)?;
+                Ok(PasswordCheck::Invalid)
+            }
             Some(user) => match (verify_hash(&user.password_hash, password)?, user.disabled) {
                 (false, _) => Ok(PasswordCheck::Invalid),
                 (true, true) => Ok(PasswordCheck::Disabled),
@@ -141,15 +155,60 @@ impl Store {
         }
     }
 
-    /// The user's public record, if it exists.
+    /// The user's public record, if it exists. A deleted account does not exist any more
+    /// (`None`), though its id stays taken.
     pub fn user(&self, user_id: &str) -> Result<Option<UserRecord>, StoreError> {
         if !valid_id(user_id) {
             return Ok(None);
         }
-        Ok(self.load_user(user_id)?.map(UserRecord::from))
+        Ok(self
+            .load_user(user_id)?
+            .filter(|u| !u.deleted())
+            .map(UserRecord::from))
     }
 
-    /// Disables or re-enables a user. Returns whether the user exists.
+    /// Replaces the password of `user_id` after checking `old_password`, like a login would
+    /// ([`Store::check_password`]: unknown, deleted, disabled users and a wrong password give
+    /// `Ok(false)`, and nothing changes). A `new_password` outside
+    /// [`PASSWORD_MIN_LEN`]..=[`PASSWORD_MAX_LEN`] bytes is [`StoreError::InvalidInput`].
+    /// Sessions are not touched: the caller revokes the others
+    /// ([`Store::revoke_user_sessions_except`]). Two argon2 runs: use `spawn_blocking`.
+    pub fn change_password(
+        &self,
+        user_id: &str,
+        old_password: &str,
+        new_password: &str,
+    ) -> Result<bool, StoreError> {
+        check_password_len(new_password)?;
+        if self.check_password(user_id, old_password)? != PasswordCheck::Valid {
+            return Ok(false);
+        }
+        let new_hash = hash_password(&self.inner.argon2_params, new_password)?;
+        loop {
+            let Some(old) = self.inner.users.get(user_id)? else {
+                return Ok(false);
+            };
+            let mut user: StoredUser = decode(TREE_USERS, user_id.as_bytes(), &old)?;
+            if user.deleted() || user.disabled {
+                return Ok(false);
+            }
+            user.password_hash.clone_from(&new_hash);
+            let new = encode(&user)?;
+            let cas = self
+                .inner
+                .users
+                .compare_and_swap(user_id, Some(old), Some(new))?;
+            if cas.is_ok() {
+                self.commit()?;
+                tracing::info!(user_id, "password changed");
+                return Ok(true);
+            }
+            // Lost a race with another writer (disable, another change): reread and retry.
+        }
+    }
+
+    /// Disables or re-enables a user. Returns whether the user exists (a deleted account does
+    /// not).
     /// A disabled user cannot log in; its sessions stop checking and its
     /// devices stop being active, but nothing is deleted.
     pub fn set_user_disabled(&self, user_id: &str, disabled: bool) -> Result<bool, StoreError> {
@@ -161,6 +220,9 @@ impl Store {
                 return Ok(false);
             };
             let mut user: StoredUser = decode(TREE_USERS, user_id.as_bytes(), &old)?;
+            if user.deleted() {
+                return Ok(false);
+            }
             if user.disabled == disabled {
                 return Ok(true);
             }
@@ -192,9 +254,22 @@ impl Store {
         }
     }
 
-    /// True if the user exists and is not disabled. Never hashes.
+    /// True if the user exists, is not disabled and not deleted. Never hashes.
     pub(crate) fn user_enabled(&self, user_id: &str) -> Result<bool, StoreError> {
-        Ok(self.load_user(user_id)?.is_some_and(|u| !u.disabled))
+        Ok(self
+            .load_user(user_id)?
+            .is_some_and(|u| !u.disabled && !u.deleted()))
+    }
+}
+
+/// The password rule: [`PASSWORD_MIN_LEN`]..=[`PASSWORD_MAX_LEN`] bytes.
+fn check_password_len(password: &str) -> Result<(), StoreError> {
+    if (PASSWORD_MIN_LEN..=PASSWORD_MAX_LEN).contains(&password.len()) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidInput(format!(
+            "password must be {PASSWORD_MIN_LEN}..={PASSWORD_MAX_LEN} bytes"
+        )))
     }
 }
 

@@ -1,5 +1,6 @@
-//! Accounts: registration (`POST /v1/users`), login (`POST /v1/sessions`)
-//! and logout (`POST /v1/sessions/logout`).
+//! Accounts: registration (`POST /v1/users`), login (`POST /v1/sessions`),
+//! logout (`POST /v1/sessions/logout`), password change (`POST /v1/users/me/password`) and
+//! deletion (`DELETE /v1/users/me`).
 
 use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
@@ -8,7 +9,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::auth::{AuthSession, ACCOUNT_DISABLED};
+use super::auth::{AuthSession, AuthUser, ACCOUNT_DISABLED};
 use super::error::{blocking, ApiError};
 use super::json::ApiJson;
 use super::AppState;
@@ -33,6 +34,34 @@ impl std::fmt::Debug for Credentials {
             .field("user_id", &self.user_id)
             .field("password", &"<redacted>")
             .finish()
+    }
+}
+
+/// Body of `POST /v1/users/me/password`.
+#[derive(Deserialize)]
+pub struct PasswordChange {
+    /// The current password.
+    pub old_password: String,
+    /// The new password: 8 to 256 bytes.
+    pub new_password: String,
+}
+
+impl std::fmt::Debug for PasswordChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordChange").finish_non_exhaustive()
+    }
+}
+
+/// Body of `DELETE /v1/users/me`: the password, confirming the deletion.
+#[derive(Deserialize)]
+pub struct PasswordConfirm {
+    /// The current password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for PasswordConfirm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordConfirm").finish_non_exhaustive()
     }
 }
 
@@ -151,6 +180,86 @@ pub async fn logout(
     // concurrent logout): the token is unusable either way.
     let _was_live = blocking(move || store.revoke_session(&token)).await??;
     tracing::info!(user = %user, "session revoked (logout)");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/users/me/password`: replaces the caller's password. 204; the session that asked
+/// stays valid and every other session of the user ends. 400 for a new password that breaks
+/// the rules, 401 for a wrong old password (the login answer).
+pub async fn change_password(
+    State(state): State<AppState>,
+    session: AuthSession,
+    ApiJson(body): ApiJson<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    let AuthSession { user, token } = session;
+    let PasswordChange {
+        old_password,
+        new_password,
+    } = body;
+    validate_password(&new_password)?;
+    if !password_len_ok(&old_password) {
+        tracing::info!(user = %user, "password change refused: bad credentials");
+        return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
+    }
+    let store = state.store.clone();
+    let u = user.clone();
+    // Two argon2 runs (check, new hash) and flushed writes: off the async workers.
+    let ended = blocking(move || -> Result<Option<usize>, StoreError> {
+        if !store.change_password(&u, &old_password, &new_password)? {
+            return Ok(None);
+        }
+        store.revoke_user_sessions_except(&u, &token).map(Some)
+    })
+    .await??;
+    let Some(ended) = ended else {
+        tracing::info!(user = %user, "password change refused: bad credentials");
+        return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
+    };
+    tracing::info!(user = %user, other_sessions_ended = ended, "password changed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /v1/users/me`: deletes the caller's account after checking the password (401 when
+/// wrong). The user leaves each of their groups through the bridge (the other members get a
+/// `left` entry), then the store retires the id and erases their data (see
+/// `chat_store::Store::delete_user`), and their MQTT connections are closed. 204. 503 when a
+/// group could not be left (nothing is deleted then; retry).
+pub async fn delete_me(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    ApiJson(body): ApiJson<PasswordConfirm>,
+) -> Result<StatusCode, ApiError> {
+    let PasswordConfirm { password } = body;
+    if !password_len_ok(&password) {
+        tracing::info!(user = %user, "account deletion refused: bad credentials");
+        return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
+    }
+    let store = state.store.clone();
+    let u = user.clone();
+    let groups = blocking(move || -> Result<Option<Vec<String>>, StoreError> {
+        match store.check_password(&u, &password)? {
+            PasswordCheck::Valid => store.user_groups(&u).map(Some),
+            _ => Ok(None),
+        }
+    })
+    .await??;
+    let Some(groups) = groups else {
+        tracing::info!(user = %user, "account deletion refused: bad credentials");
+        return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
+    };
+    if !groups.is_empty() {
+        let bridge = state.bridge.as_ref().ok_or_else(|| {
+            ApiError::Unavailable("the message service is not running; retry later".into())
+        })?;
+        for group in &groups {
+            bridge.leave_group(&user, group).await?;
+        }
+    }
+    let store = state.store.clone();
+    let u = user.clone();
+    blocking(move || store.delete_user(&u)).await??;
+    let closed = state.ops.disconnect_user(&user);
+    tracing::info!(user = %user, groups_left = groups.len(), connections_closed = closed, "account deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -178,6 +178,25 @@ impl From<chat_certs::CertError> for ApiError {
     }
 }
 
+impl From<chat_bridge::HandleError> for ApiError {
+    /// The bridge stopping or failing to store is 503 `unavailable` (retry); any other refusal
+    /// would be a fault of ours, so internal.
+    fn from(err: chat_bridge::HandleError) -> Self {
+        use chat_bridge::HandleError;
+        use chat_proto::ErrorCode;
+        match err {
+            HandleError::Stopped => {
+                ApiError::Unavailable("the message service is stopping; retry later".into())
+            }
+            HandleError::Refused {
+                code: ErrorCode::Unavailable,
+                ..
+            } => ApiError::Unavailable("storage unavailable; retry later".into()),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
 impl From<tokio::task::JoinError> for ApiError {
     fn from(err: tokio::task::JoinError) -> Self {
         ApiError::internal(anyhow::Error::new(err).context("blocking task failed"))

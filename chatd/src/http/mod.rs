@@ -9,6 +9,9 @@
 //! | `POST /v1/users`                  | none   | 201 `{user_id}` (403 when registration is closed) |
 //! | `POST /v1/sessions`               | none   | 200 `{token, expires_at}`; 403 for a disabled user |
 //! | `POST /v1/sessions/logout`        | Bearer | 204; the token stops working                    |
+//! | `POST /v1/users/me/password`      | Bearer | 204; other sessions end; 400 bad new password, 401 wrong old one |
+//! | `DELETE /v1/users/me`             | Bearer | 204; the account is deleted; 401 wrong password |
+//! | `GET /v1/users/me/export`         | Bearer | 200 the account as a JSON attachment (`export.rs`), streamed |
 //! | `POST /v1/devices`                | Bearer | 201 `{device_id, cert_pem, key_pem?, ca_pem, expires_at}` |
 //! | `DELETE /v1/devices/{device_id}`  | Bearer | 204; 404 when no such active device             |
 //! | `GET /v1/conversations/{conv}/messages` | Bearer | 200 `{messages, more}` newest first; 403 for non-members |
@@ -31,12 +34,15 @@ mod auth;
 mod dashboard;
 mod devices;
 mod error;
+mod export;
 mod history;
 mod json;
 pub mod media;
 mod server;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_account;
 #[cfg(test)]
 mod tests_admin;
 
@@ -51,7 +57,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-pub use accounts::{Credentials, SessionCreated, UserCreated};
+pub use accounts::{Credentials, PasswordChange, PasswordConfirm, SessionCreated, UserCreated};
 pub use admin::{Admin, AdminConfig};
 pub use auth::{AuthSession, AuthUser};
 pub use devices::{DeviceEnrolled, EnrolRequest};
@@ -174,6 +180,10 @@ pub struct AppState {
     pub admin: Arc<AdminConfig>,
     /// Live figures, readiness and push delivery, for `/metrics`, `/readyz` and the admin API.
     pub ops: Arc<crate::ops::Ops>,
+    /// Asks the message service for group changes (an account deletion leaves the user's
+    /// groups). `None` without a bridge (router tests): deleting a user who is in a group then
+    /// answers 503.
+    pub bridge: Option<chat_bridge::BridgeHandle>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -220,6 +230,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/users", post(accounts::register))
         .route("/v1/sessions", post(accounts::login))
         .route("/v1/sessions/logout", post(accounts::logout))
+        .route("/v1/users/me", delete(accounts::delete_me))
+        .route("/v1/users/me/password", post(accounts::change_password))
+        .route("/v1/users/me/export", get(export::export))
         .route("/v1/devices", post(devices::enrol))
         .route("/v1/devices/{device_id}", delete(devices::revoke))
         .route("/v1/conversations/{conv}/messages", get(history::messages))

@@ -70,6 +70,7 @@ impl Harness {
                 ..AdminConfig::default()
             }),
             ops: Arc::new(Ops::new(0, store.clone(), None, Arc::new(NoPush))),
+            bridge: None,
         };
         Harness {
             _dir: dir,

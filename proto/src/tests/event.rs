@@ -32,6 +32,7 @@ fn msg(n: Option<u64>) -> MsgEvent {
         reply_to: None,
         ts: 1_700_000_000_123,
         n,
+        from_deleted: false,
     }
 }
 
@@ -73,8 +74,17 @@ fn msg_with_and_without_n() {
     check(Event::Msg(msg(Some(4))), expected.clone());
     let mut without_n = expected;
     without_n.as_object_mut().unwrap().remove("n");
-    check(Event::Msg(msg(None)), without_n);
+    check(Event::Msg(msg(None)), without_n.clone());
     assert_eq!(Event::Msg(msg(None)).n(), None);
+    let mut deleted = without_n;
+    deleted["from_deleted"] = json!(true);
+    check(
+        Event::Msg(MsgEvent {
+            from_deleted: true,
+            ..msg(None)
+        }),
+        deleted,
+    );
 }
 
 #[test]
@@ -109,6 +119,7 @@ fn receipt_group_presence_typing() {
         seq: 1,
         ts: 9,
         n: Some(1),
+        from_deleted: false,
     };
     check(
         Event::Group(group),

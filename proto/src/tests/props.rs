@@ -95,6 +95,7 @@ fn msg_event() -> impl Strategy<Value = MsgEvent> {
                     reply_to,
                     ts,
                     n,
+                    from_deleted: false,
                 })
             },
         )

@@ -1,6 +1,7 @@
 //! Unit tests. Helpers: a cheap argon2 config and a movable clock.
 
 mod devices;
+mod erase;
 mod groups;
 mod inbox;
 mod membership;
