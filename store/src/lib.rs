@@ -88,6 +88,7 @@
 //! - `inbox.rs`: [`InboxItem`], per-user inboxes
 //! - `presence.rs`: last-seen times
 //! - `groups.rs`: [`GroupRecord`], the `user_groups` index, blocks
+//! - `privacy.rs`: [`PrivacySettings`], the contacts index ([`Store::is_contact`]), [`GroupInvite`]s
 //! - `push.rs`: push tokens, the collapsed push job queue, dead letters
 //! - `media.rs`: media records and access, [`Blobs`] (the object store of the bytes)
 //! - `tests/`: unit tests (compiled only for `cargo test`)
@@ -117,6 +118,7 @@
 //! | `conv.{shard}` | `b"~pending"` | the batch marker: JSON list of `[conv, seq]` whose fan-out is pending and that keep no recipients (1:1 messages), rewritten by each [`ConvWriter::append`] in its own batch and removed by [`ConvWriter::clear_batch_pending`] |
 //! | `conv.{shard}` | `'g' group_id 0x00` | JSON [`GroupRecord`] `{id, name, created_by, created_at, members:[{user, role}]}`, in the shard of `g.{group_id}` |
 //! | `conv.{shard}` | `'r' conv 0x00 user` | JSON [`Watermark`] `{delivered, read}` |
+//! | `conv.{shard}` | `'a' conv 0x00 user` | empty; `user` has sent a message in `conv` (the contacts index, written with their first message there) |
 //! | `inbox.{shard}` | `'e' user 0x00 n` | JSON [`InboxItem`]: `{"sent":{conv,seq}}`, `{"msg":{conv,seq}}` or `{"event":{...}}` |
 //! | `inbox.{shard}` | `'w' user 0x00 conv` | fixed: `seq`, highest seq of `conv` written to `user`'s inbox as a `msg` item |
 //! | `inbox.{shard}` | `'s' user 0x00 conv 0x00 seq` | fixed: `n` of the user's own message in their inbox |
@@ -124,6 +126,8 @@
 //! | `user_groups` | `user_id 0x00 group_id` | empty; index of a user's groups |
 //! | `blocks` | `'b' blocker 0x00 blocked` | fixed: `ts` (unix s) of the block |
 //! | `blocks` | `'r' blocked 0x00 blocker` | fixed: `ts`; reverse index (who blocked this user) |
+//! | `privacy` | `user_id` | JSON [`PrivacySettings`] `{last_seen, online, groups}`, each `"everyone"`, `"contacts"` or `"nobody"`; absent: the defaults (contacts, contacts, everyone) |
+//! | `group_invites` | `user_id 0x00 group_id` | JSON [`GroupInvite`] `{name, by, ts}`: a pending invite into the group |
 //! | `push_tokens` | `user_id 0x00 device_id` | JSON [`PushToken`] `{device, platform, token}` |
 //! | `push_jobs` | `user_id 0x00 device_id 0x00 conv` | JSON [`PushJob`]: one collapsed notification per device and conversation |
 //! | `push_due` | `next_at (u64 BE) user_id 0x00 device_id 0x00 conv` | empty; jobs by due time |
@@ -166,6 +170,7 @@ mod inbox;
 mod media;
 mod messages;
 mod presence;
+mod privacy;
 mod push;
 mod receipts;
 mod sessions;
@@ -187,6 +192,7 @@ pub use groups::{GroupMember, GroupRecord, GroupRole};
 pub use inbox::{Appending, InboxItem};
 pub use media::{valid_media_id, Blobs, MediaRecord, MEDIA_ID_HEX_LEN};
 pub use messages::{NewMessage, StoredMessage, MAX_CLIENT_ID_LEN};
+pub use privacy::{Audience, GroupInvite, PrivacySettings};
 pub use push::{PushJob, PushToken, MAX_PUSH_TOKEN_BYTES};
 pub use receipts::{ReceiptStatus, Watermark};
 pub use sessions::{Session, SessionCheck, TOKEN_HEX_LEN};
@@ -212,6 +218,10 @@ pub const TREE_LAST_SEEN: &str = "lastseen";
 pub const TREE_USER_GROUPS: &str = "user_groups";
 /// Name of the `blocks` tree.
 pub const TREE_BLOCKS: &str = "blocks";
+/// Name of the `privacy` settings tree.
+pub const TREE_PRIVACY: &str = "privacy";
+/// Name of the `group_invites` tree.
+pub const TREE_GROUP_INVITES: &str = "group_invites";
 /// Names of the push trees: tokens, jobs, the due-time index, dead letters.
 pub const TREES_PUSH: [&str; 4] = ["push_tokens", "push_jobs", "push_due", "push_dead"];
 /// Names of the media trees: records, uploaders, conversations that shared a file.
@@ -252,6 +262,8 @@ struct Inner {
     lastseen: sled::Tree,
     user_groups: sled::Tree,
     blocks: sled::Tree,
+    privacy: sled::Tree,
+    group_invites: sled::Tree,
     push_tokens: sled::Tree,
     push_jobs: sled::Tree,
     push_due: sled::Tree,
@@ -339,6 +351,8 @@ impl Store {
             lastseen: db.open_tree(TREE_LAST_SEEN)?,
             user_groups: db.open_tree(TREE_USER_GROUPS)?,
             blocks: db.open_tree(TREE_BLOCKS)?,
+            privacy: db.open_tree(TREE_PRIVACY)?,
+            group_invites: db.open_tree(TREE_GROUP_INVITES)?,
             push_tokens: db.open_tree(TREES_PUSH[0])?,
             push_jobs: db.open_tree(TREES_PUSH[1])?,
             push_due: db.open_tree(TREES_PUSH[2])?,
@@ -388,6 +402,8 @@ impl Store {
                 TREE_LAST_SEEN,
                 TREE_USER_GROUPS,
                 TREE_BLOCKS,
+                TREE_PRIVACY,
+                TREE_GROUP_INVITES,
             ]
             .contains(&kind)
             && !TREES_PUSH.contains(&kind);

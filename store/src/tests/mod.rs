@@ -4,6 +4,7 @@ mod devices;
 mod groups;
 mod inbox;
 mod messages;
+mod privacy;
 mod receipts;
 mod sessions;
 mod size;
