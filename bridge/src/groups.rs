@@ -23,10 +23,15 @@ pub const MAX_MEMBERS_CAP: usize = 1024;
 /// What a `group_*` request asks for.
 #[derive(Debug)]
 pub(crate) enum GroupOp {
-    Create { name: String, members: Vec<String> },
+    Create {
+        name: String,
+        members: Vec<String>,
+    },
     Add(Vec<String>),
     Remove(Vec<String>),
     Leave,
+    /// Accepting an invite (checked by `invites.rs`): added like a member an admin adds.
+    Join,
 }
 
 impl GroupOp {
@@ -36,6 +41,7 @@ impl GroupOp {
             GroupOp::Add(_) => "group_add",
             GroupOp::Remove(_) => "group_remove",
             GroupOp::Leave => "group_leave",
+            GroupOp::Join => "group_join",
         }
     }
 }
@@ -102,6 +108,19 @@ pub(crate) fn plan(
             let mut record = current.clone();
             record.members.extend(new.iter().cloned());
             (record, "added", new, Vec::new())
+        }
+        (GroupOp::Join, Some(current)) => {
+            if current.is_member(actor) {
+                return refuse(ErrorCode::Conflict, "group: you are a member already");
+            }
+            check_size(services, current.members.len() + 1)?;
+            let joined = GroupMember {
+                user: actor.to_owned(),
+                role: GroupRole::Member,
+            };
+            let mut record = current.clone();
+            record.members.push(joined.clone());
+            (record, "added", vec![joined], Vec::new())
         }
         (GroupOp::Remove(users), Some(current)) => {
             require_admin(current, actor)?;
@@ -173,7 +192,7 @@ pub(crate) fn plan(
     })
 }
 
-fn require_admin(record: &GroupRecord, user: &str) -> Result<(), Refusal> {
+pub(crate) fn require_admin(record: &GroupRecord, user: &str) -> Result<(), Refusal> {
     match record.role(user) {
         Some(GroupRole::Admin) => Ok(()),
         Some(GroupRole::Member) => refuse(ErrorCode::Forbidden, "only admins can do that"),

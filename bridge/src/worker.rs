@@ -23,6 +23,7 @@ use crate::events;
 use crate::fanout::FanoutJob;
 use crate::groups::{self, GroupCache, GroupJob, GroupOp};
 use crate::ids::now_ms;
+use crate::invites;
 use crate::Services;
 
 /// Most requests one worker handles per group commit.
@@ -444,8 +445,9 @@ impl Worker {
         }
     }
 
-    /// Stores a membership change, or answers why not.
-    fn group_change(&mut self, job: GroupJob, round: &mut Round) {
+    /// Stores a membership change (and the invites of users whose settings ask for one), or
+    /// answers why not.
+    fn group_change(&mut self, mut job: GroupJob, round: &mut Round) {
         let services = self.services.clone();
         let current = match self.groups.get(&self.writer, &job.group) {
             Ok(current) => current.cloned(),
@@ -459,6 +461,26 @@ impl Worker {
                 );
             }
         };
+        let invited = match invites::screen(&services, current.as_ref(), &mut job) {
+            Ok(invited) => invited,
+            Err((code, message)) => return services.error(&job.origin, None, code, &message),
+        };
+        if let (true, Some(current)) = (invited.only, &current) {
+            invites::settle(
+                &services,
+                &job,
+                &current.name,
+                &invited.users,
+                &mut round.publish,
+            );
+            let answer = events::ok_invited(
+                job.origin.req.as_deref(),
+                job.op.request_name(),
+                None,
+                &invited.users,
+            );
+            return round.answers.push((job.origin, answer));
+        }
         let change = match groups::plan(&services, current.as_ref(), &job) {
             Ok(change) => change,
             Err((code, message)) => return services.error(&job.origin, None, code, &message),
@@ -471,10 +493,18 @@ impl Worker {
         match self.writer.group_change(&record, entry, &recipients) {
             Ok(msg) => {
                 let created = matches!(job.op, GroupOp::Create { .. });
-                let answer = events::ok(
+                let answer = events::ok_invited(
                     job.origin.req.as_deref(),
                     job.op.request_name(),
                     created.then_some(job.group.as_str()),
+                    &invited.users,
+                );
+                invites::settle(
+                    &services,
+                    &job,
+                    &record.name,
+                    &invited.users,
+                    &mut round.publish,
                 );
                 self.groups.put(record);
                 round.handoff.push(FanoutJob {
