@@ -41,9 +41,17 @@ fn writing_in_a_direct_chat_makes_the_other_a_contact_of_the_writer_only() {
     assert!(store.is_contact("amy", "bob").unwrap(), "amy wrote to bob");
     assert!(!store.is_contact("bob", "amy").unwrap(), "bob never wrote");
     assert!(store.has_written("amy", conv).unwrap());
-    // Two messages of bob in one batch: one mark.
+    // Only a sender's first message in a conversation costs a write, even twice in one batch.
+    let again = vec![(new_msg(conv, "amy", "2"), Vec::new())];
+    assert!(w.author_marks(&again).unwrap().is_empty());
+    let twice = vec![
+        (new_msg(conv, "bob", "1"), Vec::new()),
+        (new_msg(conv, "bob", "2"), Vec::new()),
+    ];
+    assert_eq!(w.author_marks(&twice).unwrap().len(), 1);
     w.append(vec![new_msg(conv, "bob", "1"), new_msg(conv, "bob", "2")])
         .unwrap();
+    assert!(w.author_marks(&twice[..1]).unwrap().is_empty());
     assert!(store.is_contact("bob", "amy").unwrap());
     assert!(!store.is_contact("amy", "amy").unwrap());
     assert!(!store.is_contact("amy", "Bad!").unwrap());
