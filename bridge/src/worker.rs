@@ -94,6 +94,18 @@ pub(crate) fn run(
         groups: GroupCache::new(),
         fanout,
     };
+    match worker
+        .writer
+        .backfill_contacts(|c| c.get("system").is_none())
+    {
+        Ok(0) => {}
+        Ok(n) => info!(
+            shard = worker.writer.shard(),
+            marks = n,
+            "contacts index backfilled"
+        ),
+        Err(e) => error!(error = %e, "backfilling the contacts index failed"),
+    }
     worker.recover();
     let mut last_purge = Instant::now();
     let stats = worker.services.stats.clone();

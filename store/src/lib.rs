@@ -119,6 +119,7 @@
 //! | `conv.{shard}` | `'g' group_id 0x00` | JSON [`GroupRecord`] `{id, name, created_by, created_at, members:[{user, role}]}`, in the shard of `g.{group_id}` |
 //! | `conv.{shard}` | `'r' conv 0x00 user` | JSON [`Watermark`] `{delivered, read}` |
 //! | `conv.{shard}` | `'a' conv 0x00 user` | empty; `user` has sent a message in `conv` (the contacts index, written with their first message there) |
+//! | `conv.{shard}` | `b"~contacts"` | empty; the shard's contacts index also covers the messages stored before it existed ([`ConvWriter::backfill_contacts`]) |
 //! | `inbox.{shard}` | `'e' user 0x00 n` | JSON [`InboxItem`]: `{"sent":{conv,seq}}`, `{"msg":{conv,seq}}` or `{"event":{...}}` |
 //! | `inbox.{shard}` | `'w' user 0x00 conv` | fixed: `seq`, highest seq of `conv` written to `user`'s inbox as a `msg` item |
 //! | `inbox.{shard}` | `'s' user 0x00 conv 0x00 seq` | fixed: `n` of the user's own message in their inbox |

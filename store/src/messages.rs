@@ -485,7 +485,10 @@ fn decode_message(
 }
 
 /// Splits `tag conv 0x00 seq` into `(conv, seq)`.
-fn split_conv_seq_key(tree: &sled::Tree, key: &[u8]) -> Result<(String, u64), StoreError> {
+pub(crate) fn split_conv_seq_key(
+    tree: &sled::Tree,
+    key: &[u8],
+) -> Result<(String, u64), StoreError> {
     let bad = || corrupt(tree, key, "expected tag conv 0x00 seq");
     let sep_at = key
         .len()

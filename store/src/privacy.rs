@@ -9,11 +9,16 @@
 //! batch as the user's first message there, so it is exactly as durable as
 //! the message; later messages find it and write nothing more. Membership
 //! changes are not messages: being put into a group makes nobody a contact.
+//! Databases written before the index get it once per shard from
+//! [`ConvWriter::backfill_contacts`] (the bridge's shard workers call it on
+//! start).
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::HashSet;
+
 use crate::codec::{decode_in, encode, pair_key, tag_key};
-use crate::messages::NewMessage;
+use crate::messages::{split_conv_seq_key, NewMessage, TAG_MSG};
 use crate::shards::{check_user, ConvWriter};
 use crate::{valid_id, Store, StoreError};
 
@@ -68,6 +73,17 @@ pub struct GroupInvite {
     pub ts: u64,
 }
 
+/// The key in each conversation shard that says its contacts index is complete (the messages
+/// stored before the index existed are in it). Sorts after every tagged key.
+const KEY_CONTACTS_DONE: &[u8] = b"~contacts";
+
+/// The part of a stored message the backfill reads.
+#[derive(Deserialize)]
+struct Author {
+    from: String,
+    content: serde_json::Value,
+}
+
 /// Key/value writes to add to a sled batch.
 pub(crate) type Writes = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -96,6 +112,35 @@ impl ConvWriter {
             }
         }
         Ok(marks)
+    }
+}
+
+impl ConvWriter {
+    /// Adds to the contacts index the messages stored before it existed, once per shard: one
+    /// pass over the shard's messages, written in one batch with the key that marks the shard
+    /// done, so later starts skip it. `is_message` tells a message's stored `content` from a
+    /// membership change's (which makes nobody a contact). Returns how many marks it wrote.
+    pub fn backfill_contacts(
+        &mut self,
+        is_message: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<usize, StoreError> {
+        if self.tree.contains_key(KEY_CONTACTS_DONE)? {
+            return Ok(0);
+        }
+        let mut seen = HashSet::new();
+        let mut writes = sled::Batch::default();
+        for entry in self.tree.scan_prefix([TAG_MSG]) {
+            let (key, value) = entry?;
+            let (conv, _) = split_conv_seq_key(&self.tree, &key)?;
+            let msg: Author = decode_in(&self.tree, &key, &value)?;
+            let mark = author_key(&conv, &msg.from);
+            if is_message(&msg.content) && seen.insert(mark.clone()) {
+                writes.insert(mark, &[][..]);
+            }
+        }
+        writes.insert(KEY_CONTACTS_DONE, &[][..]);
+        self.tree.apply_batch(writes)?;
+        Ok(seen.len())
     }
 }
 

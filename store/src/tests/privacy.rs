@@ -1,6 +1,7 @@
 //! Privacy settings, the contacts index and group invites.
 
 use super::{new_msg, open_in, open_tmp, test_config};
+use crate::privacy::TAG_AUTHOR;
 use crate::{Audience, GroupInvite, GroupMember, GroupRecord, GroupRole, PrivacySettings};
 
 #[test]
@@ -122,4 +123,32 @@ fn invites_are_kept_per_user_and_group_until_removed() {
     assert!(store.remove_group_invite("bob", "g1").unwrap());
     assert!(!store.remove_group_invite("bob", "g1").unwrap());
     assert_eq!(store.group_invite("bob", "g1").unwrap(), None);
+}
+
+#[test]
+fn messages_stored_before_the_index_are_backfilled_once() {
+    let (_dir, store, _) = open_tmp();
+    let conv = "d.amy.bob";
+    let mut w = store.conv_writer(store.conv_shard(conv)).unwrap();
+    let mut system = new_msg(conv, "bob", "1");
+    system.content = serde_json::json!({"system": {}});
+    w.append(vec![new_msg(conv, "amy", "1"), system]).unwrap();
+    // As in a database written before the index: no marks.
+    for user in ["amy", "bob"] {
+        let key = crate::codec::tag_key(TAG_AUTHOR, conv, user.as_bytes());
+        store.conv_tree(conv).remove(key).unwrap();
+    }
+    assert!(!store.is_contact("amy", "bob").unwrap());
+    let is_message = |content: &serde_json::Value| content.get("system").is_none();
+    assert_eq!(w.backfill_contacts(is_message).unwrap(), 1);
+    assert!(store.is_contact("amy", "bob").unwrap());
+    assert!(
+        !store.is_contact("bob", "amy").unwrap(),
+        "not for a system entry"
+    );
+    assert_eq!(
+        w.backfill_contacts(is_message).unwrap(),
+        0,
+        "once per shard"
+    );
 }
