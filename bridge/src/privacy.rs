@@ -131,19 +131,20 @@ pub(crate) fn privacy(services: &Services, origin: &Origin, request: &PrivacyReq
         }
     }
     let event = privacy_event(origin.req.as_deref(), &request.id, &settings);
-    let Some(device) = origin.device.as_deref() else {
-        return services.publisher.to_user(me, event);
-    };
-    if changed {
-        for (other, _) in services.presence.devices(me) {
-            if other != device {
-                services
-                    .publisher
-                    .to_device(me, Some(&other), event.clone());
+    match origin.device.as_deref() {
+        None => services.publisher.to_user(me, event),
+        Some(device) => {
+            if changed {
+                for (other, _) in services.presence.devices(me) {
+                    if other != device {
+                        let copy = event.clone();
+                        services.publisher.to_device(me, Some(&other), copy);
+                    }
+                }
             }
+            services.publisher.to_device(me, Some(device), event);
         }
     }
-    services.publisher.to_device(me, Some(device), event);
     if changed {
         refresh_watchers(services, me);
     }

@@ -174,7 +174,10 @@ async fn a_settings_change_reaches_existing_watches() {
         vec![state("bob", true)]
     );
 
-    privacy(&mut bob, "s1", json!({"online": "nobody"})).await;
+    // Without `device`, the answer goes to all of bob's devices on his user topic.
+    bob.request(&json!({"type": "privacy", "req": "s1", "id": "c1", "online": "nobody"}))
+        .await;
+    assert_eq!(bob.wait_user_event("privacy").await["online"], "nobody");
     assert_eq!(next_presence(&mut amy).await, state("bob", false));
     drop(bob);
     let gone = next_presence(&mut amy).await;
