@@ -23,14 +23,10 @@ pub const MAX_MEMBERS_CAP: usize = 1024;
 /// What a `group_*` request asks for.
 #[derive(Debug)]
 pub(crate) enum GroupOp {
-    Create {
-        name: String,
-        members: Vec<String>,
-    },
+    Create { name: String, members: Vec<String> },
     Add(Vec<String>),
     Remove(Vec<String>),
     Leave,
-    /// Accepting an invite (checked by `invites.rs`): added like a member an admin adds.
     Join,
 }
 
@@ -109,6 +105,7 @@ pub(crate) fn plan(
             record.members.extend(new.iter().cloned());
             (record, "added", new, Vec::new())
         }
+        // Accepting an invite (checked by `invites.rs`): added as an admin would add them.
         (GroupOp::Join, Some(current)) => {
             if current.is_member(actor) {
                 return refuse(ErrorCode::Conflict, "group: you are a member already");
@@ -192,7 +189,7 @@ pub(crate) fn plan(
     })
 }
 
-pub(crate) fn require_admin(record: &GroupRecord, user: &str) -> Result<(), Refusal> {
+fn require_admin(record: &GroupRecord, user: &str) -> Result<(), Refusal> {
     match record.role(user) {
         Some(GroupRole::Admin) => Ok(()),
         Some(GroupRole::Member) => refuse(ErrorCode::Forbidden, "only admins can do that"),
