@@ -92,6 +92,16 @@ pub(crate) fn entry_value(msg: &StoredMessage, n: Option<u64>) -> Value {
 
 /// The `ok` answer to a request with no answer of its own (`group` for `group_create`).
 pub(crate) fn ok(req: Option<&str>, request: &str, group: Option<&str>) -> Vec<u8> {
+    ok_invited(req, request, group, &[])
+}
+
+/// [`ok`] for `group_create` and `group_add`, with the users `invited` instead of added.
+pub(crate) fn ok_invited(
+    req: Option<&str>,
+    request: &str,
+    group: Option<&str>,
+    invited: &[String],
+) -> Vec<u8> {
     let mut event = Map::new();
     event.insert("type".into(), "ok".into());
     if let Some(req) = req {
@@ -101,7 +111,15 @@ pub(crate) fn ok(req: Option<&str>, request: &str, group: Option<&str>) -> Vec<u
     if let Some(group) = group {
         event.insert("group".into(), group.into());
     }
+    if !invited.is_empty() {
+        event.insert("invited".into(), invited.into());
+    }
     to_bytes(&Value::Object(event))
+}
+
+/// A `group_invite` event without `n` (stored like this; `n` is added per inbox).
+pub(crate) fn group_invite_body(group: &str, name: &str, by: &str, ts: u64) -> Value {
+    json!({"type": "group_invite", "group": group, "name": name, "by": by, "ts": ts})
 }
 
 /// A `presence` event (`last_seen` only when offline and known).

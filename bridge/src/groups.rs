@@ -27,6 +27,7 @@ pub(crate) enum GroupOp {
     Add(Vec<String>),
     Remove(Vec<String>),
     Leave,
+    Join,
 }
 
 impl GroupOp {
@@ -36,6 +37,7 @@ impl GroupOp {
             GroupOp::Add(_) => "group_add",
             GroupOp::Remove(_) => "group_remove",
             GroupOp::Leave => "group_leave",
+            GroupOp::Join => "group_join",
         }
     }
 }
@@ -105,6 +107,17 @@ pub(crate) fn plan(
             let mut record = current.clone();
             record.members.extend(new.iter().cloned());
             (record, "added", new, Vec::new())
+        }
+        // Accepting an invite (checked by `invites.rs`): added as an admin would add them.
+        (GroupOp::Join, Some(current)) => {
+            if current.is_member(actor) {
+                return refuse(ErrorCode::Conflict, "group: you are a member already");
+            }
+            check_size(services, current.members.len() + 1)?;
+            let joined = GroupMember::new(actor, GroupRole::Member);
+            let mut record = current.clone();
+            record.members.push(joined.clone());
+            (record, "added", vec![joined], Vec::new())
         }
         (GroupOp::Remove(users), Some(current)) => {
             require_admin(current, actor)?;

@@ -13,7 +13,7 @@ use crate::groups::{GroupJob, GroupOp, GroupReply};
 use crate::limits::{Limited, RateLimiter};
 use crate::presence::{self, Transition};
 use crate::worker::{Job, Origin, ReceiptJob, SendJob};
-use crate::{reads, social, Services};
+use crate::{invites, privacy, reads, social, Services};
 
 /// Routes parsed requests to workers and readers, after the rate limits.
 pub(crate) struct Dispatch {
@@ -168,6 +168,11 @@ impl Dispatch {
             Request::GroupAdd(r) => self.group_job(origin, r.group, GroupOp::Add(r.members)),
             Request::GroupRemove(r) => self.group_job(origin, r.group, GroupOp::Remove(r.members)),
             Request::GroupLeave { group } => self.group_job(origin, group, GroupOp::Leave),
+            Request::GroupJoin { group } => self.group_job(origin, group, GroupOp::Join),
+            Request::GroupDecline { group } => {
+                let services = self.services.clone();
+                tokio::task::spawn_blocking(move || invites::decline(&services, &origin, &group));
+            }
             Request::GroupInfo { group } => {
                 let services = self.services.clone();
                 tokio::task::spawn_blocking(move || {
@@ -205,6 +210,10 @@ impl Dispatch {
                     let token = Some((r.platform.as_str(), r.token.as_str()));
                     social::push_token(&services, &origin, token)
                 });
+            }
+            Request::Privacy(request) => {
+                let services = self.services.clone();
+                tokio::task::spawn_blocking(move || privacy::privacy(&services, &origin, &request));
             }
             Request::PushUnregister => {
                 let services = self.services.clone();

@@ -17,6 +17,8 @@
 //! - `groups.rs`: group membership changes (run by the group's shard worker)
 //! - `fanout.rs`: group fan-out queues, one thread per shard
 //! - `social.rs`: presence subscriptions, typing, blocks
+//! - `privacy.rs`: privacy settings and who sees whose presence
+//! - `invites.rs`: group invites for users whose settings refuse to be added
 //! - `limits.rs`: per-user token buckets
 //! - `reads.rs`: `sync`, `history` and `group_info` answers (history also serves HTTP)
 //! - `events.rs`: stored records to wire events
@@ -32,8 +34,10 @@ mod flusher;
 mod groups;
 pub mod ids;
 mod intake;
+mod invites;
 pub mod limits;
 mod presence;
+mod privacy;
 mod publisher;
 pub mod reads;
 mod social;

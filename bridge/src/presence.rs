@@ -5,9 +5,9 @@
 //!
 //! It also keeps the presence subscriptions (`presence_sub`): which devices watch which users.
 //! A subscription lasts as long as the watching device is connected. When a user comes online or
-//! goes offline, every watching device gets a `presence` event on its own answer topic, unless
-//! one of the two users has blocked the other. Who may watch whom (users who share a
-//! conversation) is checked when the subscription is made (`signals.rs`).
+//! goes offline, every watching device gets a `presence` event on its own answer topic, as far
+//! as the user's privacy settings let that watcher see it (`privacy.rs`, checked again for
+//! every event, so a settings change or a block applies at once).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -16,9 +16,8 @@ use chat_broker::ConnectionEvent;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tracing::{debug, warn};
 
-use crate::events;
 use crate::ids::now_ms;
-use crate::Services;
+use crate::{privacy, Services};
 
 /// Most users one device may watch at once.
 pub const MAX_WATCHED_PER_DEVICE: usize = 1024;
@@ -179,6 +178,24 @@ impl Presence {
             .unwrap_or_default()
     }
 
+    /// Ends the watch of `(user, device)` on `watched`.
+    pub fn unwatch(&self, user: &str, device: &str, watched: &str) {
+        let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (user.to_owned(), device.to_owned());
+        if let Some(set) = watch.watching.get_mut(&key) {
+            set.remove(watched);
+            if set.is_empty() {
+                watch.watching.remove(&key);
+            }
+        }
+        if let Some(set) = watch.watchers.get_mut(watched) {
+            set.remove(&key);
+            if set.is_empty() {
+                watch.watchers.remove(watched);
+            }
+        }
+    }
+
     /// Drops every subscription of a device that is gone.
     fn unsubscribe_device(&self, user: &str, device: &str) {
         let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
@@ -202,7 +219,9 @@ impl Presence {
 }
 
 /// Announces a user's new online state, off the async runtime: stores last-seen when they
-/// went offline, then tells every device watching them (unless either user blocked the other).
+/// went offline, then tells every device watching them what its user may see of it: coming
+/// online only to those who may see the online state, going offline to those who may see it
+/// or the last-seen time (which comes only to the latter).
 pub(crate) async fn changed(services: Arc<Services>, user: String, online: bool) {
     let done = tokio::task::spawn_blocking(move || announce(&services, &user, online)).await;
     if done.is_err() {
@@ -223,14 +242,19 @@ fn announce(services: &Services, user: &str, online: bool) {
     if watchers.is_empty() {
         return;
     }
-    let event = events::presence(user, online, last_seen);
     for (watcher, device) in watchers {
-        match services.store.blocked_either(&watcher, user) {
-            Ok(false) => services
-                .publisher
-                .to_device(&watcher, Some(&device), event.clone()),
-            Ok(true) => {}
-            Err(e) => warn!(error = %e, "block lookup failed"),
+        let sight = match privacy::sight(&services.store, &watcher, user) {
+            Ok(sight) => sight,
+            Err(e) => {
+                warn!(error = %e, "privacy lookup failed");
+                continue;
+            }
+        };
+        if online && !sight.online {
+            continue;
+        }
+        if let Some(event) = sight.event(user, online, last_seen) {
+            services.publisher.to_device(&watcher, Some(&device), event);
         }
     }
 }

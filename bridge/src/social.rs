@@ -2,19 +2,19 @@
 //! blocks; and push registration. They run on the blocking pool (they read the store), never touch a conversation
 //! shard, and store nothing but blocks.
 //!
-//! Privacy rules: a user's presence is shown only to users who share a conversation with them
-//! (a 1:1 chat with a message in it, or a group), and never between two users when either has
-//! blocked the other. A refused `presence_sub` entry is skipped silently, exactly like one for
-//! a user who does not exist, so the answer never tells whether a user exists or blocked you.
+//! Privacy rules: a user's presence is shown as far as their privacy settings allow
+//! (`privacy.rs`), and never between two users when either has blocked the other. A
+//! `presence_sub` entry that may see nothing is skipped silently, exactly like one for a user
+//! who does not exist, so the answer never tells whether a user exists or blocked you.
 //! Typing between blocked users is dropped silently for the same reason.
 
 use chat_proto::{Conv, ErrorCode, TypingState};
 use tracing::error;
 
-use crate::events;
 use crate::presence::MAX_WATCHED_PER_DEVICE;
 use crate::worker::Origin;
 use crate::Services;
+use crate::{events, privacy};
 
 fn unavailable(services: &Services, origin: &Origin, e: &chat_store::StoreError) {
     error!(error = %e, "store read failed");
@@ -30,23 +30,20 @@ pub(crate) fn presence_sub(services: &Services, origin: &Origin, users: &[String
     let me = origin.user.as_str();
     let mut allowed = Vec::new();
     for user in users {
-        let visible = services
-            .store
-            .share_conversation(me, user)
-            .and_then(|shared| Ok(shared && !services.store.blocked_either(me, user)?));
-        match visible {
-            Ok(true) => allowed.push(user.clone()),
-            Ok(false) => {}
+        match privacy::sight(&services.store, me, user) {
+            Ok(sight) if !sight.none() => allowed.push((user.clone(), sight)),
+            Ok(_) => {}
             Err(e) => return unavailable(services, origin, &e),
         }
     }
-    if services.presence.subscribe(me, device, &allowed).is_err() {
+    let watched: Vec<String> = allowed.iter().map(|(user, _)| user.clone()).collect();
+    if services.presence.subscribe(me, device, &watched).is_err() {
         let message = format!("users: a device may watch at most {MAX_WATCHED_PER_DEVICE} users");
         return services.error(origin, None, ErrorCode::TooLarge, &message);
     }
-    for user in &allowed {
+    for (user, sight) in &allowed {
         let online = services.presence.is_online(user);
-        let last_seen = if online {
+        let last_seen = if online && sight.online {
             None
         } else {
             match services.store.last_seen(user) {
@@ -54,8 +51,9 @@ pub(crate) fn presence_sub(services: &Services, origin: &Origin, users: &[String
                 Err(e) => return unavailable(services, origin, &e),
             }
         };
-        let event = events::presence(user, online, last_seen);
-        services.publisher.to_device(me, Some(device), event);
+        if let Some(event) = sight.event(user, online, last_seen) {
+            services.publisher.to_device(me, Some(device), event);
+        }
     }
     let ok = events::ok(origin.req.as_deref(), "presence_sub", None);
     services.publisher.to_device(me, Some(device), ok);

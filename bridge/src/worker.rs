@@ -23,6 +23,7 @@ use crate::events;
 use crate::fanout::FanoutJob;
 use crate::groups::{self, GroupCache, GroupJob, GroupOp, GroupReply};
 use crate::ids::now_ms;
+use crate::invites;
 use crate::Services;
 
 /// Most requests one worker handles per group commit.
@@ -93,6 +94,18 @@ pub(crate) fn run(
         groups: GroupCache::new(),
         fanout,
     };
+    match worker
+        .writer
+        .backfill_contacts(|c| c.get("system").is_none())
+    {
+        Ok(0) => {}
+        Ok(n) => info!(
+            shard = worker.writer.shard(),
+            marks = n,
+            "contacts index backfilled"
+        ),
+        Err(e) => error!(error = %e, "backfilling the contacts index failed"),
+    }
     worker.recover();
     let mut last_purge = Instant::now();
     let stats = worker.services.stats.clone();
@@ -465,8 +478,8 @@ impl Worker {
         }
     }
 
-    /// Stores a membership change, or answers why not (to the requester's devices, or to the
-    /// job's reply).
+    /// Stores a membership change (and the invites of users whose settings ask for one), or
+    /// answers why not (to the requester's devices, or to the job's reply).
     fn group_change(&mut self, mut job: GroupJob, round: &mut Round) {
         let services = self.services.clone();
         let refuse = |job: &mut GroupJob, (code, message): groups::Refusal| match job.reply.take() {
@@ -480,6 +493,26 @@ impl Worker {
                 return refuse(&mut job, storage_unavailable());
             }
         };
+        let invited = match invites::screen(&services, current.as_ref(), &mut job) {
+            Ok(invited) => invited,
+            Err((code, message)) => return services.error(&job.origin, None, code, &message),
+        };
+        if let (true, Some(current)) = (invited.only, &current) {
+            invites::settle(
+                &services,
+                &job,
+                &current.name,
+                &invited.users,
+                &mut round.publish,
+            );
+            let answer = events::ok_invited(
+                job.origin.req.as_deref(),
+                job.op.request_name(),
+                None,
+                &invited.users,
+            );
+            return round.answers.push((job.origin, answer));
+        }
         let change = match groups::plan(&services, current.as_ref(), &job) {
             Ok(change) => change,
             Err(refusal) => return refuse(&mut job, refusal),
@@ -492,10 +525,18 @@ impl Worker {
         match self.writer.group_change(&mut record, entry, &recipients) {
             Ok(msg) => {
                 let created = matches!(job.op, GroupOp::Create { .. });
-                let answer = events::ok(
+                let answer = events::ok_invited(
                     job.origin.req.as_deref(),
                     job.op.request_name(),
                     created.then_some(job.group.as_str()),
+                    &invited.users,
+                );
+                invites::settle(
+                    &services,
+                    &job,
+                    &record.name,
+                    &invited.users,
+                    &mut round.publish,
                 );
                 self.groups.put(record);
                 round.handoff.push(FanoutJob {

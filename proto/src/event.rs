@@ -11,8 +11,8 @@ use serde_json::value::RawValue;
 use crate::error::ErrorCode;
 use crate::ids::Conv;
 use crate::types::{
-    msg_id_str, opt_msg_id_str, GroupChange, Media, PresenceState, ReceiptStatus, Role, Target,
-    TypingState,
+    msg_id_str, opt_msg_id_str, Audience, GroupChange, Media, PresenceState, ReceiptStatus, Role,
+    Target, TypingState,
 };
 
 /// Anything the server publishes to a client, tagged by `"type"`.
@@ -45,6 +45,10 @@ pub enum Event {
     GroupInfo(GroupInfoAnswer),
     /// `ok`: the answer to a request with no other answer.
     Ok(OkAnswer),
+    /// `privacy`: the user's privacy settings (not stored).
+    Privacy(PrivacyEvent),
+    /// `group_invite`: someone asks the user to join a group.
+    GroupInvite(GroupInviteEvent),
 }
 
 /// A valid JSON error event, sent if serialisation ever failed (it cannot: see
@@ -73,6 +77,7 @@ impl Event {
             Event::Msg(e) => e.n,
             Event::Receipt(e) => Some(e.n),
             Event::Group(e) => e.n,
+            Event::GroupInvite(e) => Some(e.n),
             _ => None,
         }
     }
@@ -318,6 +323,42 @@ pub struct OkAnswer {
     /// For `group_create`: the new group's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// For `group_create` and `group_add`: the users whose `groups` setting made them invited
+    /// instead of added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invited: Vec<String>,
+}
+
+/// `privacy`: `{type, req?, id, last_seen, online, groups}`, the settings after a `privacy`
+/// request, to the asking device and (after a change) the user's other devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivacyEvent {
+    /// The request's `req`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req: Option<String>,
+    /// The request's `id`.
+    pub id: String,
+    /// Who sees the user's last-seen time.
+    pub last_seen: Audience,
+    /// Who sees whether the user is online.
+    pub online: Audience,
+    /// Who may add the user to groups.
+    pub groups: Audience,
+}
+
+/// `group_invite`: `{type, group, name, by, ts, n}`, stored in the invitee's inbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInviteEvent {
+    /// The group id.
+    pub group: String,
+    /// The group's name.
+    pub name: String,
+    /// Who invited.
+    pub by: String,
+    /// When, unix ms.
+    pub ts: u64,
+    /// The invitee's inbox number.
+    pub n: u64,
 }
 
 /// One stored event, as JSON text, embedded verbatim in a `sync` answer.

@@ -195,6 +195,14 @@ impl<'a> Fields<'a> {
         })
     }
 
+    /// An optional member of a closed string set.
+    pub(crate) fn opt_wire<E: WireEnum>(&self, key: &str) -> Check<Option<E>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(_) => self.wire(key).map(Some),
+        }
+    }
+
     /// An optional nested object, whose fields report errors as `"{key}.{field}"`.
     pub(crate) fn opt_object(
         &self,

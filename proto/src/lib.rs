@@ -18,7 +18,7 @@
 //! - `ids.rs`: [`valid_id`], [`Conv`] (`d.{a}.{b}` / `g.{group_id}`) and [`ConvError`]
 //! - `types.rs`: small shared wire types: [`Target`] (`to` | `group`), [`Media`], the string
 //!   enums ([`ReceiptStatus`], [`TypingState`], [`Platform`], [`Role`], [`GroupChange`],
-//!   [`PresenceState`]) and the decimal-string form of `msg_id`
+//!   [`PresenceState`], [`Audience`]) and the decimal-string form of `msg_id`
 //! - `error.rs`: [`ErrorCode`] and [`RequestError`]
 //! - `request.rs`: [`Envelope`], [`Request`] and its structs, [`Status`], the limits, and the
 //!   parse entry points
@@ -40,18 +40,19 @@ mod tests;
 
 pub use error::{ErrorCode, RequestError};
 pub use event::{
-    ErrorEvent, Event, GroupEvent, GroupInfoAnswer, HistoryAnswer, HistoryEntry, Member, MsgEvent,
-    OkAnswer, PresenceEvent, RawEvent, ReceiptEvent, SentEvent, SyncAnswer, TypingEvent,
+    ErrorEvent, Event, GroupEvent, GroupInfoAnswer, GroupInviteEvent, HistoryAnswer, HistoryEntry,
+    Member, MsgEvent, OkAnswer, PresenceEvent, PrivacyEvent, RawEvent, ReceiptEvent, SentEvent,
+    SyncAnswer, TypingEvent,
 };
 pub use ids::{valid_id, Conv, ConvError, MAX_ID_LEN};
 pub use request::{
     parse_request, parse_status, Envelope, GroupCreateRequest, GroupMembersRequest, HistoryRequest,
-    PushRegisterRequest, ReceiptRequest, Request, SendRequest, Status, SyncRequest, TypingRequest,
-    HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, MAX_BODY_LEN, MAX_GROUP_NAME_LEN, MAX_PAYLOAD_LEN,
-    MAX_PRESENCE_USERS, MAX_PUSH_TOKEN_LEN, MAX_REQ_LEN, MAX_SEND_ID_LEN, SYNC_DEFAULT_LIMIT,
-    SYNC_MAX_LIMIT,
+    PrivacyRequest, PushRegisterRequest, ReceiptRequest, Request, SendRequest, Status, SyncRequest,
+    TypingRequest, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, MAX_BODY_LEN, MAX_GROUP_NAME_LEN,
+    MAX_PAYLOAD_LEN, MAX_PRESENCE_USERS, MAX_PUSH_TOKEN_LEN, MAX_REQ_LEN, MAX_SEND_ID_LEN,
+    SYNC_DEFAULT_LIMIT, SYNC_MAX_LIMIT,
 };
 pub use types::{
-    parse_msg_id, GroupChange, Media, Platform, PresenceState, ReceiptStatus, Role, Target,
-    TypingState, MAX_CAPTION_LEN, MAX_MIME_LEN, MEDIA_ID_LEN,
+    parse_msg_id, Audience, GroupChange, Media, Platform, PresenceState, ReceiptStatus, Role,
+    Target, TypingState, MAX_CAPTION_LEN, MAX_MIME_LEN, MEDIA_ID_LEN,
 };

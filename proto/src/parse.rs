@@ -6,10 +6,10 @@ use serde_json::Value;
 use crate::error::ErrorCode;
 use crate::fields::{quote, Check, Fields, Invalid};
 use crate::request::{
-    GroupCreateRequest, GroupMembersRequest, HistoryRequest, PushRegisterRequest, ReceiptRequest,
-    Request, SendRequest, SyncRequest, TypingRequest, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT,
-    MAX_BODY_LEN, MAX_GROUP_NAME_LEN, MAX_PRESENCE_USERS, MAX_PUSH_TOKEN_LEN, MAX_SEND_ID_LEN,
-    SYNC_DEFAULT_LIMIT, SYNC_MAX_LIMIT,
+    GroupCreateRequest, GroupMembersRequest, HistoryRequest, PrivacyRequest, PushRegisterRequest,
+    ReceiptRequest, Request, SendRequest, SyncRequest, TypingRequest, HISTORY_DEFAULT_LIMIT,
+    HISTORY_MAX_LIMIT, MAX_BODY_LEN, MAX_GROUP_NAME_LEN, MAX_PRESENCE_USERS, MAX_PUSH_TOKEN_LEN,
+    MAX_SEND_ID_LEN, SYNC_DEFAULT_LIMIT, SYNC_MAX_LIMIT,
 };
 use crate::types::{parse_msg_id, Media, Target, MAX_CAPTION_LEN, MAX_MIME_LEN, MEDIA_ID_LEN};
 
@@ -53,6 +53,12 @@ pub(crate) fn request(kind: &str, f: Fields<'_>, has_device: bool) -> Check<Requ
         "group_leave" => Request::GroupLeave {
             group: f.id("group", "group id")?,
         },
+        "group_join" => Request::GroupJoin {
+            group: f.id("group", "group id")?,
+        },
+        "group_decline" => Request::GroupDecline {
+            group: f.id("group", "group id")?,
+        },
         "group_info" => Request::GroupInfo {
             group: f.id("group", "group id")?,
         },
@@ -71,17 +77,27 @@ pub(crate) fn request(kind: &str, f: Fields<'_>, has_device: bool) -> Check<Requ
         },
         "push_register" => Request::PushRegister(push_register(f)?),
         "push_unregister" => Request::PushUnregister,
+        "privacy" => Request::Privacy(PrivacyRequest {
+            id: client_id(f)?,
+            last_seen: f.opt_wire("last_seen")?,
+            online: f.opt_wire("online")?,
+            groups: f.opt_wire("groups")?,
+        }),
         _ => return Err(Invalid::bad(format!("unknown type {}", quote(kind)))),
     })
 }
 
+/// The client's `id` of a `send` or `privacy`: 1 to 64 characters.
+fn client_id(f: Fields<'_>) -> Check<String> {
+    match f.opt_str_max("id", MAX_SEND_ID_LEN)? {
+        None => Err(f.fail("id", "missing")),
+        Some("") => Err(f.fail("id", "empty")),
+        Some(id) => Ok(id.to_owned()),
+    }
+}
+
 fn send(f: Fields<'_>) -> Check<SendRequest> {
-    let id = f.opt_str_max("id", MAX_SEND_ID_LEN)?;
-    let id = match id {
-        None => return Err(f.fail("id", "missing")),
-        Some("") => return Err(f.fail("id", "empty")),
-        Some(id) => id.to_owned(),
-    };
+    let id = client_id(f)?;
     let target = target(f, "send")?;
     let body = f.opt_str("body")?;
     match body {

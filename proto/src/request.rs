@@ -12,7 +12,7 @@ use crate::error::{ErrorCode, RequestError};
 use crate::fields::{quote, Check, Fields, Invalid};
 use crate::ids::Conv;
 use crate::parse;
-use crate::types::{opt_msg_id_str, Media, Platform, ReceiptStatus, Target, TypingState};
+use crate::types::{opt_msg_id_str, Audience, Media, Platform, ReceiptStatus, Target, TypingState};
 
 /// Largest payload accepted on `/out` or `/status`; larger ones are refused with `too_large`
 /// before any JSON parsing.
@@ -86,6 +86,16 @@ pub enum Request {
         /// The group id.
         group: String,
     },
+    /// `group_join`: accept a pending invite into a group.
+    GroupJoin {
+        /// The group id.
+        group: String,
+    },
+    /// `group_decline`: refuse (and drop) a pending invite into a group.
+    GroupDecline {
+        /// The group id.
+        group: String,
+    },
     /// `group_info`: the group's name and members (needs `device`).
     GroupInfo {
         /// The group id.
@@ -110,6 +120,8 @@ pub enum Request {
     },
     /// `push_register`: push notifications for `device` (needs `device`).
     PushRegister(PushRegisterRequest),
+    /// `privacy`: change (the settings given) and read the privacy settings.
+    Privacy(PrivacyRequest),
     /// `push_unregister`: no more pushes for `device` (needs `device`).
     PushUnregister,
 }
@@ -126,6 +138,8 @@ impl Request {
             Request::GroupAdd(_) => "group_add",
             Request::GroupRemove(_) => "group_remove",
             Request::GroupLeave { .. } => "group_leave",
+            Request::GroupJoin { .. } => "group_join",
+            Request::GroupDecline { .. } => "group_decline",
             Request::GroupInfo { .. } => "group_info",
             Request::PresenceSub { .. } => "presence_sub",
             Request::Typing(_) => "typing",
@@ -133,6 +147,7 @@ impl Request {
             Request::Unblock { .. } => "unblock",
             Request::PushRegister(_) => "push_register",
             Request::PushUnregister => "push_unregister",
+            Request::Privacy(_) => "privacy",
         }
     }
 }
@@ -228,6 +243,22 @@ pub struct PushRegisterRequest {
     pub platform: Platform,
     /// The push token: 1 to 4096 visible ASCII characters (no spaces).
     pub token: String,
+}
+
+/// `privacy`: settings left out stay as they are; none at all only reads them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrivacyRequest {
+    /// The client's id for this change (1 to 64 characters), echoed in the `privacy` event.
+    pub id: String,
+    /// Who sees the user's last-seen time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<Audience>,
+    /// Who sees whether the user is online.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub online: Option<Audience>,
+    /// Who may add the user to groups (anyone else sends an invite).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Audience>,
 }
 
 /// A message on `/tenants/{u}/status`: `{"type":"online","device":d}` after connecting,

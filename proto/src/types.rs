@@ -129,6 +129,18 @@ wire_enum! {
     }
 }
 
+wire_enum! {
+    /// Who a privacy setting lets in (`privacy` request and event).
+    pub enum Audience {
+        /// Any user.
+        Everyone = "everyone",
+        /// The user's contacts: users they have written to.
+        Contacts = "contacts",
+        /// No one.
+        Nobody = "nobody",
+    }
+}
+
 /// Where a message or typing indicator goes: `"to": user_id` for a 1:1 chat or
 /// `"group": group_id`. On the wire it is flattened into the request or event, and exactly one
 /// of the two fields is present.

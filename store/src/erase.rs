@@ -115,9 +115,13 @@ impl Store {
         self.inner.lastseen.remove(user.as_bytes())?;
         self.erase_inbox(user)?;
         for conv in &convs {
-            self.conv_tree(conv)
-                .remove(tag_key(TAG_RECEIPT, conv, user.as_bytes()))?;
+            let tree = self.conv_tree(conv);
+            tree.remove(tag_key(TAG_RECEIPT, conv, user.as_bytes()))?;
+            // Whom they wrote to (the contacts index) is theirs too.
+            tree.remove(crate::privacy::author_key(conv, user))?;
         }
+        self.inner.privacy.remove(user.as_bytes())?;
+        remove_prefix(&self.inner.group_invites, &prefix_key(user))?;
         for tree in &self.inner.shards.conv {
             remove_prefix(tree, &tag_prefix(TAG_IDEM, user))?;
         }

@@ -102,6 +102,7 @@
 //! - `presence.rs`: last-seen times
 //! - `groups.rs`: [`GroupRecord`], the `user_groups` index, blocks
 //! - `membership.rs`: [`Readable`], what of a conversation a user may read (group membership periods)
+//! - `privacy.rs`: [`PrivacySettings`], the contacts index ([`Store::is_contact`]), [`GroupInvite`]s
 //! - `push.rs`: push tokens, the collapsed push job queue, dead letters
 //! - `media.rs`: media records and access, [`Blobs`] (the object store of the bytes)
 //! - `tests/`: unit tests (compiled only for `cargo test`)
@@ -135,6 +136,8 @@
 //! | `conv.{shard}` | `'g' group_id 0x00` | JSON [`GroupRecord`] `{id, name, created_by, created_at, members:[{user, role, since}]}`, in the shard of `g.{group_id}`; `since` is the seq of the entry that made them a member (records written before it was kept lack it: 0, a member since the start) |
 //! | `conv.{shard}` | `'f' group_id 0x00 user` | JSON `[{from, to}]`: the user's ended memberships of the group, oldest first, from the seq of the entry that made them a member to that of their `removed`/`left` entry, both included ([`Store::readable_ranges`]); in the shard of `g.{group_id}` |
 //! | `conv.{shard}` | `'r' conv 0x00 user` | JSON [`Watermark`] `{delivered, read}` |
+//! | `conv.{shard}` | `'a' conv 0x00 user` | empty; `user` has sent a message in `conv` (the contacts index, written with their first message there) |
+//! | `conv.{shard}` | `b"~contacts"` | empty; the shard's contacts index also covers the messages stored before it existed ([`ConvWriter::backfill_contacts`]) |
 //! | `inbox.{shard}` | `'e' user 0x00 n` | JSON [`InboxItem`]: `{"sent":{conv,seq}}`, `{"msg":{conv,seq}}` or `{"event":{...}}` |
 //! | `inbox.{shard}` | `'w' user 0x00 conv` | fixed: `seq`, highest seq of `conv` written to `user`'s inbox as a `msg` item |
 //! | `inbox.{shard}` | `'s' user 0x00 conv 0x00 seq` | fixed: `n` of the user's own message in their inbox |
@@ -142,6 +145,8 @@
 //! | `user_groups` | `user_id 0x00 group_id` | empty; index of a user's groups |
 //! | `blocks` | `'b' blocker 0x00 blocked` | fixed: `ts` (unix s) of the block |
 //! | `blocks` | `'r' blocked 0x00 blocker` | fixed: `ts`; reverse index (who blocked this user) |
+//! | `privacy` | `user_id` | JSON [`PrivacySettings`] `{last_seen, online, groups}`, each `"everyone"`, `"contacts"` or `"nobody"`; absent: the defaults (contacts, contacts, everyone) |
+//! | `group_invites` | `user_id 0x00 group_id` | JSON [`GroupInvite`] `{name, by, ts}`: a pending invite into the group |
 //! | `push_tokens` | `user_id 0x00 device_id` | JSON [`PushToken`] `{device, platform, token}` |
 //! | `push_jobs` | `user_id 0x00 device_id 0x00 conv` | JSON [`PushJob`]: one collapsed notification per device and conversation |
 //! | `push_due` | `next_at (u64 BE) user_id 0x00 device_id 0x00 conv` | empty; jobs by due time |
@@ -186,6 +191,7 @@ mod media;
 mod membership;
 mod messages;
 mod presence;
+mod privacy;
 mod push;
 mod receipts;
 mod rewrite;
@@ -209,6 +215,7 @@ pub use inbox::{Appending, InboxItem};
 pub use media::{valid_media_id, Blobs, MediaRecord, MEDIA_ID_HEX_LEN};
 pub use membership::Readable;
 pub use messages::{NewMessage, StoredMessage, MAX_CLIENT_ID_LEN};
+pub use privacy::{Audience, GroupInvite, PrivacySettings};
 pub use push::{PushJob, PushToken, MAX_PUSH_TOKEN_BYTES};
 pub use receipts::{ReceiptStatus, Watermark};
 pub use rewrite::rewrite_if_pending;
@@ -237,6 +244,10 @@ pub const TREE_USER_GROUPS: &str = "user_groups";
 pub const TREE_BLOCKS: &str = "blocks";
 /// Name of the `deleted_users` tree (the ids of deleted accounts).
 pub const TREE_DELETED_USERS: &str = "deleted_users";
+/// Name of the `privacy` settings tree.
+pub const TREE_PRIVACY: &str = "privacy";
+/// Name of the `group_invites` tree.
+pub const TREE_GROUP_INVITES: &str = "group_invites";
 /// Names of the push trees: tokens, jobs, the due-time index, dead letters.
 pub const TREES_PUSH: [&str; 4] = ["push_tokens", "push_jobs", "push_due", "push_dead"];
 /// Names of the media trees: records, uploaders, conversations that shared a file.
@@ -279,6 +290,8 @@ struct Inner {
     lastseen: sled::Tree,
     user_groups: sled::Tree,
     blocks: sled::Tree,
+    privacy: sled::Tree,
+    group_invites: sled::Tree,
     push_tokens: sled::Tree,
     push_jobs: sled::Tree,
     push_due: sled::Tree,
@@ -397,6 +410,8 @@ impl Store {
             lastseen: db.open_tree(TREE_LAST_SEEN)?,
             user_groups: db.open_tree(TREE_USER_GROUPS)?,
             blocks: db.open_tree(TREE_BLOCKS)?,
+            privacy: db.open_tree(TREE_PRIVACY)?,
+            group_invites: db.open_tree(TREE_GROUP_INVITES)?,
             push_tokens: db.open_tree(TREES_PUSH[0])?,
             push_jobs: db.open_tree(TREES_PUSH[1])?,
             push_due: db.open_tree(TREES_PUSH[2])?,
@@ -451,6 +466,8 @@ impl Store {
                 TREE_USER_GROUPS,
                 TREE_BLOCKS,
                 TREE_DELETED_USERS,
+                TREE_PRIVACY,
+                TREE_GROUP_INVITES,
             ]
             .contains(&kind)
             && !TREES_PUSH.contains(&kind);

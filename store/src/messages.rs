@@ -147,10 +147,7 @@ impl ConvWriter {
     /// first; this is a guard). On any error nothing is written and no seq
     /// is consumed.
     pub fn append(&mut self, batch: Vec<NewMessage>) -> Result<Vec<StoredMessage>, StoreError> {
-        self.append_with(
-            batch.into_iter().map(|m| (m, Vec::new())).collect(),
-            Vec::new(),
-        )
+        self.append_fanout(batch.into_iter().map(|m| (m, Vec::new())).collect())
     }
 
     /// Like [`ConvWriter::append`], with each message's recipients kept in
@@ -163,11 +160,15 @@ impl ConvWriter {
     /// added to those still listed. [`ConvWriter::clear_batch_pending`]
     /// removes it once their fan-out is written, one write per round
     /// instead of one per message.
+    ///
+    /// The same batch records each sender's first message in a conversation
+    /// in the contacts index (see `privacy.rs`).
     pub fn append_fanout(
         &mut self,
         batch: Vec<(NewMessage, Vec<String>)>,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        self.append_with(batch, Vec::new())
+        let marks = self.author_marks(&batch)?;
+        self.append_with(batch, marks)
     }
 
     /// [`ConvWriter::append_fanout`] plus `extra` key/value writes in the
@@ -503,7 +504,10 @@ fn decode_message(
 }
 
 /// Splits `tag conv 0x00 seq` into `(conv, seq)`.
-fn split_conv_seq_key(tree: &sled::Tree, key: &[u8]) -> Result<(String, u64), StoreError> {
+pub(crate) fn split_conv_seq_key(
+    tree: &sled::Tree,
+    key: &[u8],
+) -> Result<(String, u64), StoreError> {
     let bad = || corrupt(tree, key, "expected tag conv 0x00 seq");
     let sep_at = key
         .len()

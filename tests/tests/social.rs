@@ -38,16 +38,18 @@ async fn presence_sub(dev: &mut ChatDevice, req: &str, users: &[&str]) -> Vec<Va
     }
 }
 
-// amy watches bob (they share a chat): she hears he is online, then offline with last_seen
-// when his socket dies without DISCONNECT (his Last Will), then online again. Strangers and
-// users who do not exist produce nothing at all. last_seen survives a restart of the node.
+// amy watches bob (he wrote to her, so she is his contact): she hears he is online, then
+// offline with last_seen when his socket dies without DISCONNECT (his Last Will), then online
+// again. Strangers and users who do not exist produce nothing at all. last_seen survives a
+// restart of the node. (The privacy settings themselves: `privacy.rs`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn presence_is_pushed_to_people_who_share_a_chat_only() {
+async fn presence_is_pushed_to_contacts_only() {
     let node = TestNode::start().await;
     let mut amy = app(&node, "amy", "phone").await;
     let mut bob = app(&node, "bob", "phone").await;
     let carl = app(&node, "carl", "phone").await;
     talk(&mut amy, &mut bob, "m1").await;
+    talk(&mut bob, &mut amy, "m2").await;
 
     let states = presence_sub(&mut amy, "p1", &["bob", "carl", "ghost"]).await;
     assert_eq!(
@@ -177,6 +179,7 @@ async fn blocking_stops_everything_between_two_users_in_both_directions() {
     let mut bob = app(&node, "bob", "phone").await;
     let mut cat = app(&node, "cat", "phone").await;
     talk(&mut amy, &mut bob, "before").await;
+    talk(&mut bob, &mut amy, "back").await;
     let create = json!({"type": "group_create", "name": "G", "members": ["bob", "cat"]});
     let group = str_of(&amy.ask_ok("c", create).await, "group").to_owned();
     for dev in [&mut amy, &mut bob, &mut cat] {

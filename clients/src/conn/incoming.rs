@@ -31,7 +31,9 @@ impl Actor {
                 self.resolve_send(&sent);
                 self.stored(Event::Sent(sent), from_sync);
             }
-            Event::Msg(_) | Event::Receipt(_) | Event::Group(_) => self.stored(event, from_sync),
+            Event::Msg(_) | Event::Receipt(_) | Event::Group(_) | Event::GroupInvite(_) => {
+                self.stored(event, from_sync)
+            }
             Event::Error(e) => self.on_error(e),
             Event::Sync(answer) => {
                 let ours =
@@ -52,6 +54,10 @@ impl Actor {
                 self.answer(req, event);
             }
             Event::Ok(ref a) => {
+                let req = a.req.clone();
+                self.answer(req, event);
+            }
+            Event::Privacy(ref a) => {
                 let req = a.req.clone();
                 self.answer(req, event);
             }

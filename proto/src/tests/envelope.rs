@@ -182,6 +182,10 @@ fn requests_round_trip_through_to_json() {
         r#"{"type":"unblock","user":"amy"}"#,
         r#"{"type":"push_register","device":"d1","platform":"apns","token":"abc"}"#,
         r#"{"type":"push_unregister","device":"d1"}"#,
+        r#"{"type":"privacy","id":"p1","last_seen":"nobody","groups":"contacts"}"#,
+        r#"{"type":"privacy","id":"p2"}"#,
+        r#"{"type":"group_join","group":"g"}"#,
+        r#"{"type":"group_decline","group":"g"}"#,
     ] {
         let envelope = ok(json);
         let again = parse_request(&envelope.to_json()).unwrap();

@@ -3,9 +3,10 @@
 use serde_json::{json, Value};
 
 use crate::{
-    Conv, ErrorCode, ErrorEvent, Event, GroupChange, GroupEvent, GroupInfoAnswer, HistoryAnswer,
-    HistoryEntry, Media, Member, MsgEvent, OkAnswer, PresenceEvent, PresenceState, RawEvent,
-    ReceiptEvent, ReceiptStatus, Role, SentEvent, SyncAnswer, Target, TypingEvent, TypingState,
+    Audience, Conv, ErrorCode, ErrorEvent, Event, GroupChange, GroupEvent, GroupInfoAnswer,
+    GroupInviteEvent, HistoryAnswer, HistoryEntry, Media, Member, MsgEvent, OkAnswer,
+    PresenceEvent, PresenceState, PrivacyEvent, RawEvent, ReceiptEvent, ReceiptStatus, Role,
+    SentEvent, SyncAnswer, Target, TypingEvent, TypingState,
 };
 
 fn conv(s: &str) -> Conv {
@@ -300,6 +301,7 @@ fn group_info_and_ok_answers() {
         req: Some("p".into()),
         request: "push_register".into(),
         group: None,
+        invited: Vec::new(),
     };
     check(
         Event::Ok(ok),
@@ -309,10 +311,39 @@ fn group_info_and_ok_answers() {
         req: None,
         request: "group_create".into(),
         group: Some("g9".into()),
+        invited: vec!["bob".into()],
     };
     check(
         Event::Ok(created),
-        json!({"type":"ok","request":"group_create","group":"g9"}),
+        json!({"type":"ok","request":"group_create","group":"g9","invited":["bob"]}),
+    );
+}
+
+#[test]
+fn privacy_and_group_invite_events() {
+    let privacy = PrivacyEvent {
+        req: Some("r".into()),
+        id: "p1".into(),
+        last_seen: Audience::Nobody,
+        online: Audience::Contacts,
+        groups: Audience::Everyone,
+    };
+    check(
+        Event::Privacy(privacy),
+        json!({"type":"privacy","req":"r","id":"p1","last_seen":"nobody","online":"contacts","groups":"everyone"}),
+    );
+    let invite = GroupInviteEvent {
+        group: "g1".into(),
+        name: "Team".into(),
+        by: "amy".into(),
+        ts: 5,
+        n: 3,
+    };
+    let event = Event::GroupInvite(invite);
+    assert_eq!(event.n(), Some(3));
+    check(
+        event,
+        json!({"type":"group_invite","group":"g1","name":"Team","by":"amy","ts":5,"n":3}),
     );
 }
 

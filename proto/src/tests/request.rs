@@ -2,8 +2,9 @@
 
 use super::{bad, err, ok_request};
 use crate::{
-    Conv, GroupCreateRequest, GroupMembersRequest, HistoryRequest, Platform, PushRegisterRequest,
-    ReceiptRequest, ReceiptStatus, Request, SyncRequest, Target, TypingRequest, TypingState,
+    Audience, Conv, GroupCreateRequest, GroupMembersRequest, HistoryRequest, Platform,
+    PrivacyRequest, PushRegisterRequest, ReceiptRequest, ReceiptStatus, Request, SyncRequest,
+    Target, TypingRequest, TypingState,
 };
 
 #[test]
@@ -325,6 +326,57 @@ fn block_unblock() {
     bad(
         r#"{"type":"unblock","user":["amy"]}"#,
         "user: expected a string",
+    );
+}
+
+#[test]
+fn privacy() {
+    assert_eq!(
+        ok_request(r#"{"type":"privacy","id":"p1","online":"everyone","groups":null}"#),
+        Request::Privacy(PrivacyRequest {
+            id: "p1".into(),
+            last_seen: None,
+            online: Some(Audience::Everyone),
+            groups: None,
+        })
+    );
+    let read = ok_request(r#"{"type":"privacy","id":"p2"}"#);
+    assert!(matches!(
+        read,
+        Request::Privacy(PrivacyRequest {
+            last_seen: None,
+            online: None,
+            groups: None,
+            ..
+        })
+    ));
+    bad(
+        r#"{"type":"privacy","id":"p","last_seen":"friends"}"#,
+        r#"last_seen: expected "everyone" or "contacts" or "nobody""#,
+    );
+    bad(
+        r#"{"type":"privacy","id":"p","groups":1}"#,
+        "groups: expected a string",
+    );
+    bad(r#"{"type":"privacy","online":"nobody"}"#, "id: missing");
+    let e = err(r#"{"type":"privacy","req":"r","id":"p","online":"Everyone"}"#);
+    assert_eq!((e.req.as_deref(), e.id.as_deref()), (Some("r"), Some("p")));
+}
+
+#[test]
+fn group_join_decline() {
+    assert_eq!(
+        ok_request(r#"{"type":"group_join","group":"g1"}"#),
+        Request::GroupJoin { group: "g1".into() }
+    );
+    assert_eq!(
+        ok_request(r#"{"type":"group_decline","group":"g1"}"#),
+        Request::GroupDecline { group: "g1".into() }
+    );
+    bad(r#"{"type":"group_join"}"#, "group: missing");
+    bad(
+        r#"{"type":"group_decline","group":"G 1"}"#,
+        "group: not a valid group id",
     );
 }
 

@@ -16,10 +16,11 @@ use super::props::{id, media};
 use serde_json::{Map, Value};
 
 use crate::{
-    parse_request, valid_id, Conv, Envelope, ErrorCode, GroupCreateRequest, GroupMembersRequest,
-    HistoryRequest, Platform, PushRegisterRequest, ReceiptRequest, ReceiptStatus, Request,
-    RequestError, SendRequest, SyncRequest, Target, TypingRequest, TypingState, HISTORY_MAX_LIMIT,
-    MAX_BODY_LEN, MAX_PAYLOAD_LEN, MAX_REQ_LEN, MAX_SEND_ID_LEN, SYNC_MAX_LIMIT,
+    parse_request, valid_id, Audience, Conv, Envelope, ErrorCode, GroupCreateRequest,
+    GroupMembersRequest, HistoryRequest, Platform, PrivacyRequest, PushRegisterRequest,
+    ReceiptRequest, ReceiptStatus, Request, RequestError, SendRequest, SyncRequest, Target,
+    TypingRequest, TypingState, HISTORY_MAX_LIMIT, MAX_BODY_LEN, MAX_PAYLOAD_LEN, MAX_REQ_LEN,
+    MAX_SEND_ID_LEN, SYNC_MAX_LIMIT,
 };
 
 /// Every request `type`.
@@ -39,13 +40,42 @@ const TYPES: &[&str] = &[
     "unblock",
     "push_register",
     "push_unregister",
+    "group_join",
+    "group_decline",
+    "privacy",
 ];
 
 /// Every field name any request reads.
 const KEYS: &[&str] = &[
-    "type", "req", "device", "id", "to", "group", "body", "media", "reply_to", "conv", "status",
-    "seq", "after", "limit", "before", "name", "members", "users", "state", "user", "platform",
-    "token", "media_id", "mime", "size", "caption",
+    "type",
+    "req",
+    "device",
+    "id",
+    "to",
+    "group",
+    "body",
+    "media",
+    "reply_to",
+    "conv",
+    "status",
+    "seq",
+    "after",
+    "limit",
+    "before",
+    "name",
+    "members",
+    "users",
+    "state",
+    "user",
+    "platform",
+    "token",
+    "media_id",
+    "mime",
+    "size",
+    "caption",
+    "last_seen",
+    "online",
+    "groups",
 ];
 
 /// Strings that are valid somewhere (ids, convs, enum words, msg ids), near-valid, or odd.
@@ -67,6 +97,9 @@ fn interesting_string() -> impl Strategy<Value = String> {
             "stop",
             "fcm",
             "apns",
+            "everyone",
+            "contacts",
+            "nobody",
             "0",
             "007",
             "18446744073709551615",
@@ -226,8 +259,12 @@ fn check_accepted(envelope: &Envelope) -> Result<(), TestCaseError> {
         Request::GroupAdd(g) | Request::GroupRemove(g) => {
             prop_assert!(valid_id(&g.group) && !g.members.is_empty() && distinct_ids(&g.members));
         }
-        Request::GroupLeave { group } | Request::GroupInfo { group } => {
-            prop_assert!(valid_id(group))
+        Request::GroupLeave { group }
+        | Request::GroupInfo { group }
+        | Request::GroupJoin { group }
+        | Request::GroupDecline { group } => prop_assert!(valid_id(group)),
+        Request::Privacy(p) => {
+            prop_assert!(!p.id.is_empty() && p.id.chars().count() <= MAX_SEND_ID_LEN);
         }
         Request::PresenceSub { users } => {
             prop_assert!(!users.is_empty() && users.len() <= 256 && distinct_ids(users));
@@ -332,6 +369,30 @@ fn request() -> impl Strategy<Value = Request> {
             Request::PushRegister(PushRegisterRequest { platform, token })
         }),
         Just(Request::PushUnregister),
+        id().prop_map(|group| Request::GroupJoin { group }),
+        id().prop_map(|group| Request::GroupDecline { group }),
+        (
+            "\\PC{1,64}",
+            proptest::option::of(audience()),
+            proptest::option::of(audience()),
+            proptest::option::of(audience()),
+        )
+            .prop_map(|(id, last_seen, online, groups)| {
+                Request::Privacy(PrivacyRequest {
+                    id,
+                    last_seen,
+                    online,
+                    groups,
+                })
+            }),
+    ]
+}
+
+fn audience() -> impl Strategy<Value = Audience> {
+    prop_oneof![
+        Just(Audience::Everyone),
+        Just(Audience::Contacts),
+        Just(Audience::Nobody)
     ]
 }
 

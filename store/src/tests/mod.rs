@@ -6,6 +6,7 @@ mod groups;
 mod inbox;
 mod membership;
 mod messages;
+mod privacy;
 mod receipts;
 mod sessions;
 mod size;
