@@ -50,7 +50,7 @@ pub async fn export(
     head.extend_from_slice(br#","events":["#);
     let first =
         futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(head)) });
-    let store = state.store.clone();
+    let (store, flusher) = (state.store.clone(), state.flusher.clone());
     let u = user.clone();
     let events = futures_util::stream::unfold(
         Stage::Events {
@@ -58,8 +58,8 @@ pub async fn export(
             first: true,
         },
         move |stage| {
-            let (store, user) = (store.clone(), u.clone());
-            async move { next_chunk(store, user, stage).await }
+            let (store, flusher, user) = (store.clone(), flusher.clone(), u.clone());
+            async move { next_chunk(store, flusher, user, stage).await }
         },
     );
     let body = Body::from_stream(futures_util::StreamExt::chain(first, events));
@@ -79,9 +79,11 @@ pub async fn export(
     Ok(response)
 }
 
-/// The next piece of the body after the head: a page of events, or the closing brackets.
+/// The next piece of the body after the head: a page of events, or the closing brackets. Like
+/// every read, a page leaves the node only once what it saw is on disk.
 async fn next_chunk(
     store: Store,
+    flusher: chat_bridge::Flusher,
     user: String,
     stage: Stage,
 ) -> Option<(Result<Bytes, std::io::Error>, Stage)> {
@@ -90,7 +92,10 @@ async fn next_chunk(
         Stage::Done => return None,
     };
     let page = tokio::task::spawn_blocking(move || {
-        chat_bridge::reads::sync_events(&store, &user, after, PAGE)
+        let page = chat_bridge::reads::sync_events(&store, &user, after, PAGE)
+            .map_err(|e| e.to_string())?;
+        flusher.cover_read()?;
+        Ok::<_, String>(page)
     })
     .await;
     let (events, last, more) = match page {
