@@ -36,7 +36,7 @@ async fn metrics_parse_and_counters_move_with_traffic() {
     let (_, alice_e) = node.user_with_device("alice", "laptop").await;
     let (_, bob_e) = node.user_with_device("bob", "phone").await;
     let mut alice = ChatDevice::connect_node(&node, &alice_e).await;
-    let _bob = ChatDevice::connect_node(&node, &bob_e).await;
+    let mut bob = ChatDevice::connect_node(&node, &bob_e).await;
     node.wait_online(2, chat_tests::WAIT).await;
     let before = node.metrics().await;
     assert_eq!(before.value("chatd_mqtt_connections", &[]), 2.0);
@@ -48,6 +48,12 @@ async fn metrics_parse_and_counters_move_with_traffic() {
     let ids = (0..MESSAGES).map(|i| format!("m{i}"));
     let run = send_windowed(&mut alice, "bob", ids, 8, |id| format!("body {id}")).await;
     assert_eq!(run.acked.len(), MESSAGES, "every send answered");
+    // bob's `msg` events are written by his own connection, which may lag behind alice's:
+    // counted once he has them all.
+    bob.wait_for("bob's last msg", chat_tests::WAIT, |r| {
+        r.event["type"] == "msg" && r.event["n"] == MESSAGES as u64
+    })
+    .await;
     alice.publish_raw("this is not JSON").await;
     alice.expect_user_event("error").await;
 
