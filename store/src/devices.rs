@@ -57,7 +57,7 @@ impl Store {
             check_cert_field("cert fingerprint", fingerprint)?;
         }
         let cert_fingerprint = cert_fingerprint.map(str::to_owned);
-        if self.load_user(user_id)?.is_none_or(|u| u.deleted()) {
+        if self.load_live_user(user_id)?.is_none() {
             return Err(StoreError::NotFound(format!("user {user_id:?}")));
         }
         let key = pair_key(user_id, device_id.as_bytes());

@@ -68,7 +68,7 @@ impl Store {
                 "invalid user id {user_id:?}"
             )));
         }
-        if self.load_user(user_id)?.is_none_or(|u| u.deleted()) {
+        if self.load_live_user(user_id)?.is_none() {
             return Err(StoreError::NotFound(format!("user {user_id:?}")));
         }
         let mut raw = [0u8; TOKEN_BYTES];
@@ -121,10 +121,7 @@ impl Store {
             tracing::debug!(user_id = %session.user_id, "expired session removed");
             return Ok(SessionCheck::Invalid);
         }
-        let exists = valid_id(&session.user_id)
-            && self
-                .load_user(&session.user_id)?
-                .is_some_and(|u| !u.deleted());
+        let exists = valid_id(&session.user_id) && self.load_live_user(&session.user_id)?.is_some();
         if !exists {
             return Ok(SessionCheck::Invalid);
         }

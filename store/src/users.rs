@@ -161,10 +161,7 @@ impl Store {
         if !valid_id(user_id) {
             return Ok(None);
         }
-        Ok(self
-            .load_user(user_id)?
-            .filter(|u| !u.deleted())
-            .map(UserRecord::from))
+        Ok(self.load_live_user(user_id)?.map(UserRecord::from))
     }
 
     /// Replaces the password of `user_id` after checking `old_password`, like a login would
@@ -184,27 +181,18 @@ impl Store {
             return Ok(false);
         }
         let new_hash = hash_password(&self.inner.argon2_params, new_password)?;
-        loop {
-            let Some(old) = self.inner.users.get(user_id)? else {
-                return Ok(false);
-            };
-            let mut user: StoredUser = decode(TREE_USERS, user_id.as_bytes(), &old)?;
+        let edited = self.update_user(user_id, |user| {
             if user.deleted() || user.disabled {
-                return Ok(false);
+                return Edit::Leave(false);
             }
             user.password_hash.clone_from(&new_hash);
-            let new = encode(&user)?;
-            let cas = self
-                .inner
-                .users
-                .compare_and_swap(user_id, Some(old), Some(new))?;
-            if cas.is_ok() {
-                self.commit()?;
-                tracing::info!(user_id, "password changed");
-                return Ok(true);
-            }
-            // Lost a race with another writer (disable, another change): reread and retry.
+            Edit::Write
+        })?;
+        if edited == Some(Edit::Write) {
+            tracing::info!(user_id, "password changed");
+            return Ok(true);
         }
+        Ok(false)
     }
 
     /// Disables or re-enables a user. Returns whether the user exists (a deleted account does
@@ -215,30 +203,24 @@ impl Store {
         if !valid_id(user_id) {
             return Ok(false);
         }
-        loop {
-            let Some(old) = self.inner.users.get(user_id)? else {
-                return Ok(false);
-            };
-            let mut user: StoredUser = decode(TREE_USERS, user_id.as_bytes(), &old)?;
+        let edited = self.update_user(user_id, |user| {
             if user.deleted() {
-                return Ok(false);
+                return Edit::Leave(false);
             }
             if user.disabled == disabled {
-                return Ok(true);
+                return Edit::Leave(true);
             }
             user.disabled = disabled;
-            let new = encode(&user)?;
-            let cas = self
-                .inner
-                .users
-                .compare_and_swap(user_id, Some(old), Some(new))?;
-            if cas.is_ok() {
-                self.commit()?;
+            Edit::Write
+        })?;
+        Ok(match edited {
+            None => false,
+            Some(Edit::Leave(answer)) => answer,
+            Some(Edit::Write) => {
                 tracing::info!(user_id, disabled, "user disabled flag changed");
-                return Ok(true);
+                true
             }
-            // Lost a race with another writer: reread and retry.
-        }
+        })
     }
 
     /// Number of users. O(number of users): sled counts by scanning.
@@ -254,11 +236,44 @@ impl Store {
         }
     }
 
+    /// Like [`Store::load_user`], but a deleted account's tombstone reads as absent.
+    pub(crate) fn load_live_user(&self, user_id: &str) -> Result<Option<StoredUser>, StoreError> {
+        Ok(self.load_user(user_id)?.filter(|u| !u.deleted()))
+    }
+
+    /// Changes `user_id`'s record with `edit` under compare-and-swap, rereading and editing
+    /// again when another writer got in between, and flushes the write. `None` when there is no
+    /// record; otherwise what `edit` said the last time (a [`Edit::Write`] is stored).
+    fn update_user(
+        &self,
+        user_id: &str,
+        mut edit: impl FnMut(&mut StoredUser) -> Edit,
+    ) -> Result<Option<Edit>, StoreError> {
+        loop {
+            let Some(old) = self.inner.users.get(user_id)? else {
+                return Ok(None);
+            };
+            let mut user: StoredUser = decode(TREE_USERS, user_id.as_bytes(), &old)?;
+            let edited = edit(&mut user);
+            if edited != Edit::Write {
+                return Ok(Some(edited));
+            }
+            let new = encode(&user)?;
+            let cas = self
+                .inner
+                .users
+                .compare_and_swap(user_id, Some(old), Some(new))?;
+            if cas.is_ok() {
+                self.commit()?;
+                return Ok(Some(Edit::Write));
+            }
+            // Lost a race with another writer: reread and edit again.
+        }
+    }
+
     /// True if the user exists, is not disabled and not deleted. Never hashes.
     pub(crate) fn user_enabled(&self, user_id: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .load_user(user_id)?
-            .is_some_and(|u| !u.disabled && !u.deleted()))
+        Ok(self.load_live_user(user_id)?.is_some_and(|u| !u.disabled))
     }
 }
 
@@ -308,4 +323,13 @@ fn verify_hash(phc: &str, password: &str) -> Result<bool, StoreError> {
         Err(argon2::password_hash::Error::Password) => Ok(false),
         Err(e) => Err(StoreError::Hash(e.to_string())),
     }
+}
+
+/// What an edit of a user record (`Store::update_user`) decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Edit {
+    /// Store the edited record.
+    Write,
+    /// Store nothing; the operation answers this.
+    Leave(bool),
 }
