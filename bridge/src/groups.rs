@@ -58,6 +58,11 @@ pub(crate) type GroupReply = tokio::sync::oneshot::Sender<Result<(), Refusal>>;
 /// A refusal: the error code and message for the requester.
 pub(crate) type Refusal = (ErrorCode, String);
 
+/// The refusal for a request the store could not serve (log the cause first).
+pub(crate) fn storage_unavailable() -> Refusal {
+    (ErrorCode::Unavailable, "storage unavailable".to_owned())
+}
+
 fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, Refusal> {
     Err((code, message.into()))
 }
@@ -160,9 +165,10 @@ pub(crate) fn plan(
     // Everyone in the group after the change, and those who just left it.
     let mut recipients: Vec<String> = record.member_ids().map(str::to_owned).collect();
     recipients.extend(gone.iter().cloned());
-    let Ok(msg_id) = services.ids.next_id() else {
-        return refuse(ErrorCode::Unavailable, "storage unavailable");
-    };
+    let msg_id = services.ids.next_id().map_err(|e| {
+        error!(error = %e, "message id reservation failed");
+        storage_unavailable()
+    })?;
     let content = json!({
         "group": record.id,
         "system": {
@@ -223,7 +229,7 @@ fn new_members(
             Ok(None) => return refuse(ErrorCode::NotFound, format!("members: no user {user:?}")),
             Err(e) => {
                 error!(error = %e, "user lookup failed");
-                return refuse(ErrorCode::Unavailable, "storage unavailable");
+                return Err(storage_unavailable());
             }
         }
     }

@@ -13,7 +13,7 @@ use chat_store::{GroupInvite, GroupRecord, GroupRole, InboxItem, StoreError};
 use tracing::error;
 
 use crate::events;
-use crate::groups::{GroupJob, GroupOp, Refusal};
+use crate::groups::{storage_unavailable, GroupJob, GroupOp, Refusal};
 use crate::ids::now_ms;
 use crate::worker::Origin;
 use crate::{privacy, Services};
@@ -30,7 +30,7 @@ pub(crate) struct Invited {
 
 fn failed(e: StoreError) -> Refusal {
     error!(error = %e, "group invite storage failed");
-    (ErrorCode::Unavailable, "storage unavailable".to_owned())
+    storage_unavailable()
 }
 
 /// Before a group change is planned: a `group_join` needs a pending invite (`forbidden`

@@ -21,7 +21,7 @@ use tracing::{error, info, warn};
 
 use crate::events;
 use crate::fanout::FanoutJob;
-use crate::groups::{self, GroupCache, GroupJob, GroupOp, GroupReply};
+use crate::groups::{self, storage_unavailable, GroupCache, GroupJob, GroupOp, GroupReply};
 use crate::ids::now_ms;
 use crate::invites;
 use crate::Services;
@@ -149,11 +149,6 @@ fn unavailable(services: &Services, origin: &Origin, id: &str) {
         ErrorCode::Unavailable,
         "storage unavailable; retry with the same id",
     );
-}
-
-/// The refusal for a request the store could not serve.
-fn storage_unavailable() -> groups::Refusal {
-    (ErrorCode::Unavailable, "storage unavailable".to_owned())
 }
 
 /// Events to publish after the group commit: (user, payload).
@@ -388,7 +383,7 @@ impl Worker {
         let store = &self.services.store;
         let failed = |e: chat_store::StoreError| {
             error!(error = %e, "checking a send failed");
-            (ErrorCode::Unavailable, "storage unavailable".to_owned())
+            storage_unavailable()
         };
         match conv {
             Conv::Direct(..) => {
@@ -495,7 +490,7 @@ impl Worker {
         };
         let invited = match invites::screen(&services, current.as_ref(), &mut job) {
             Ok(invited) => invited,
-            Err((code, message)) => return services.error(&job.origin, None, code, &message),
+            Err(refusal) => return refuse(&mut job, refusal),
         };
         if let (true, Some(current)) = (invited.only, &current) {
             invites::settle(
@@ -655,7 +650,7 @@ fn check_media(
     let id = media_id_of(content).unwrap_or("");
     let failed = |e: chat_store::StoreError| {
         error!(error = %e, "checking media failed");
-        (ErrorCode::Unavailable, "storage unavailable".to_owned())
+        storage_unavailable()
     };
     let record = services.store.media(id).map_err(failed)?;
     let allowed = services.store.media_allowed(sender, id).map_err(failed)?;
